@@ -1,6 +1,7 @@
 #include "engine/util/dtype.h"
 
 #include <cmath>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 
@@ -35,7 +36,7 @@ absl::StatusOr<DType> ParseSafetensorsDType(std::string_view name) {
   if (name == "I32") return DType::kI32;
   if (name == "I64") return DType::kI64;
   return absl::InvalidArgumentError(
-      absl::StrCat("unsupported safetensors dtype '", name, "' (want F32, F16, BF16, I32 or I64)"));
+      absl::StrCat("unsupported safetensors dtype '", std::string(name), "' (want F32, F16, BF16, I32 or I64)"));
 }
 
 absl::StatusOr<DType> ParseTorchDType(std::string_view name) {
@@ -43,7 +44,7 @@ absl::StatusOr<DType> ParseTorchDType(std::string_view name) {
   if (name == "float16") return DType::kF16;
   if (name == "bfloat16") return DType::kBF16;
   return absl::InvalidArgumentError(absl::StrCat(
-      "unsupported torch_dtype '", name, "' (want float32, float16 or bfloat16)"));
+      "unsupported torch_dtype '", std::string(name), "' (want float32, float16 or bfloat16)"));
 }
 
 std::string_view TorchDTypeName(DType t) {
