@@ -13,10 +13,12 @@ struct EngineCore::Live {
   Live(const Request& req, const Tokenizer* tokenizer, uint64_t fallback_seed)
       : sampler(req.params, req.prompt_ids, fallback_seed),
         decoder(tokenizer),
-        stop(req.params) {}
+        stop(req.params, tokenizer->eos_id()) {}
   SequenceSampler sampler;
   IncrementalDecoder decoder;
   StopChecker stop;
+  std::string text;    // all output text decoded so far
+  size_t emitted = 0;  // bytes of `text` already streamed
 };
 
 EngineCore::EngineCore(std::unique_ptr<MixtralModel> model, std::unique_ptr<Tokenizer> tokenizer,
@@ -112,7 +114,8 @@ void EngineCore::FinishRequest(SeqId seq_id, FinishReason reason, RequestOutput*
   live_.erase(seq_id);
 }
 
-// Appends the sampled token's text and decides whether the request is done.
+// Appends the sampled token's text and decides whether the request is done. Text
+// that could still turn into a stop string is held back until it cannot.
 void EngineCore::ProcessToken(Request& req, Live& live, const SampleResult& sample,
                               RequestOutput* out) {
   out->seq_id = req.seq_id;
@@ -122,17 +125,29 @@ void EngineCore::ProcessToken(Request& req, Live& live, const SampleResult& samp
     out->logprobs.push_back({sample.token, sample.logprob, sample.top_logprobs});
   }
   const int generated = static_cast<int>(req.output_ids.size());
-  FinishReason reason =
-      live.stop.CheckToken(sample.token, generated, tokenizer_->eos_id());
+  const FinishReason token_reason = live.stop.CheckToken(sample.token, generated);
+  // A token that ends the request with reason stop (EOS, a stop id) adds no text.
+  if (token_reason != FinishReason::kStop) live.text += live.decoder.Add(sample.token);
+  StopDecision d = live.stop.CheckText(live.text, live.emitted);
+  FinishReason reason = d.reason == FinishReason::kStopSequence ? d.reason : token_reason;
   if (reason == FinishReason::kNone && req.num_tokens() >= max_model_len_) {
     reason = FinishReason::kLength;
   }
-  // Text: a token that ends the request with reason stop (EOS, stop id) is not text.
-  std::string delta = reason == FinishReason::kStop ? "" : live.decoder.Add(sample.token);
-  if (reason != FinishReason::kNone && reason != FinishReason::kStop) delta += live.decoder.Finish();
-  const StopDecision text_decision = live.stop.CheckText(delta, reason != FinishReason::kNone);
-  out->text += text_decision.emit;
-  if (text_decision.reason != FinishReason::kNone) reason = text_decision.reason;
+  size_t emit = d.emit_chars;
+  if (reason == FinishReason::kStop || reason == FinishReason::kLength) {
+    // Ending for another reason: flush the decoder, then release the held-back tail
+    // unless the flushed bytes complete a stop string after all.
+    live.text += live.decoder.Finish();
+    d = live.stop.CheckText(live.text, live.emitted);
+    if (d.reason == FinishReason::kStopSequence) {
+      reason = d.reason;
+      emit = d.emit_chars;
+    } else {
+      emit = live.text.size() - live.emitted;
+    }
+  }
+  out->text += live.text.substr(live.emitted, emit);
+  live.emitted += emit;
   if (reason != FinishReason::kNone) FinishRequest(req.seq_id, reason, out);
 }
 

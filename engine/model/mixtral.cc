@@ -9,7 +9,7 @@
 
 namespace cleave {
 
-namespace k = kernels;
+namespace names = mixtral_names;
 
 struct MixtralModel::Layer {
   DeviceBuffer input_norm, post_norm;
@@ -48,10 +48,6 @@ absl::StatusOr<DeviceBuffer> LoadTensor(const Checkpoint& ckpt, Backend* backend
   return buf;
 }
 
-std::string LayerName(int layer, std::string_view rest) {
-  return absl::StrCat("model.layers.", layer, ".", rest);
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MixtralModel>> MixtralModel::Load(const Checkpoint& checkpoint,
@@ -66,45 +62,42 @@ absl::Status MixtralModel::LoadWeights(const Checkpoint& ckpt) {
   const size_t hidden = c.hidden_size, ffn = c.intermediate_size;
   const size_t q_dim = static_cast<size_t>(c.num_attention_heads) * c.head_dim;
   const size_t kv_dim = static_cast<size_t>(c.num_key_value_heads) * c.head_dim;
-  ASSIGN_OR_RETURN(embed_, LoadTensor(ckpt, backend_, "model.embed_tokens.weight",
+  ASSIGN_OR_RETURN(embed_, LoadTensor(ckpt, backend_, names::EmbedTokens(),
                                       static_cast<size_t>(c.vocab_size) * hidden));
-  ASSIGN_OR_RETURN(final_norm_, LoadTensor(ckpt, backend_, "model.norm.weight", hidden));
+  ASSIGN_OR_RETURN(final_norm_, LoadTensor(ckpt, backend_, names::FinalNorm(), hidden));
   if (!c.tie_word_embeddings) {
-    ASSIGN_OR_RETURN(lm_head_, LoadTensor(ckpt, backend_, "lm_head.weight",
+    ASSIGN_OR_RETURN(lm_head_, LoadTensor(ckpt, backend_, names::LmHead(),
                                           static_cast<size_t>(c.vocab_size) * hidden));
   }
   layers_.resize(c.num_hidden_layers);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     Layer& layer = layers_[l];
     ASSIGN_OR_RETURN(layer.input_norm,
-                     LoadTensor(ckpt, backend_, LayerName(l, "input_layernorm.weight"), hidden));
-    ASSIGN_OR_RETURN(layer.post_norm, LoadTensor(ckpt, backend_,
-                                                 LayerName(l, "post_attention_layernorm.weight"),
-                                                 hidden));
-    ASSIGN_OR_RETURN(layer.q, LoadTensor(ckpt, backend_, LayerName(l, "self_attn.q_proj.weight"),
+                     LoadTensor(ckpt, backend_, names::InputLayernorm(l), hidden));
+    ASSIGN_OR_RETURN(layer.post_norm, LoadTensor(ckpt, backend_, names::PostAttentionLayernorm(l), hidden));
+    ASSIGN_OR_RETURN(layer.q, LoadTensor(ckpt, backend_, names::QProj(l),
                                          q_dim * hidden));
-    ASSIGN_OR_RETURN(layer.k, LoadTensor(ckpt, backend_, LayerName(l, "self_attn.k_proj.weight"),
+    ASSIGN_OR_RETURN(layer.k, LoadTensor(ckpt, backend_, names::KProj(l),
                                          kv_dim * hidden));
-    ASSIGN_OR_RETURN(layer.v, LoadTensor(ckpt, backend_, LayerName(l, "self_attn.v_proj.weight"),
+    ASSIGN_OR_RETURN(layer.v, LoadTensor(ckpt, backend_, names::VProj(l),
                                          kv_dim * hidden));
-    ASSIGN_OR_RETURN(layer.o, LoadTensor(ckpt, backend_, LayerName(l, "self_attn.o_proj.weight"),
+    ASSIGN_OR_RETURN(layer.o, LoadTensor(ckpt, backend_, names::OProj(l),
                                          hidden * q_dim));
     ASSIGN_OR_RETURN(layer.router,
-                     LoadTensor(ckpt, backend_, LayerName(l, "block_sparse_moe.gate.weight"),
+                     LoadTensor(ckpt, backend_, names::RouterGate(l),
                                 static_cast<size_t>(c.num_local_experts) * hidden));
     for (int e = 0; e < c.num_local_experts; ++e) {
-      const std::string prefix = absl::StrCat("block_sparse_moe.experts.", e, ".");
       // w1 (gate) and w3 (up) fused row-wise so one GEMM produces both halves.
       std::vector<float> host(2 * ffn * hidden);
-      RETURN_IF_ERROR(ckpt.ReadF32(LayerName(l, prefix + "w1.weight"),
+      RETURN_IF_ERROR(ckpt.ReadF32(names::ExpertW1(l, e),
                                    std::span<float>(host.data(), ffn * hidden)));
-      RETURN_IF_ERROR(ckpt.ReadF32(LayerName(l, prefix + "w3.weight"),
+      RETURN_IF_ERROR(ckpt.ReadF32(names::ExpertW3(l, e),
                                    std::span<float>(host.data() + ffn * hidden, ffn * hidden)));
       ASSIGN_OR_RETURN(DeviceBuffer w13, DeviceBuffer::Create(backend_, host.size() * 4));
       w13.Upload(std::span<const float>(host));
       layer.w13.push_back(std::move(w13));
       ASSIGN_OR_RETURN(DeviceBuffer w2,
-                       LoadTensor(ckpt, backend_, LayerName(l, prefix + "w2.weight"), hidden * ffn));
+                       LoadTensor(ckpt, backend_, names::ExpertW2(l, e), hidden * ffn));
       layer.w2.push_back(std::move(w2));
     }
   }

@@ -31,20 +31,33 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& mode
 
 // Turns a growing list of ids into UTF-8-safe text deltas: a delta never ends in the
 // middle of a multi-byte character, and the concatenated deltas equal Decode(all ids)
-// (with invalid bytes replaced by U+FFFD once the sequence is known to be invalid).
+// (with invalid bytes replaced by U+FFFD once the sequence is known to be invalid; see
+// engine/tokenizer/utf8.h for the exact replacement rule).
+//
+// Each Add decodes only a short window of recent ids, so a call costs O(window), not
+// O(sequence). The window's text is cut where AppendUtf8 stops (the "settled" text);
+// everything settled is emitted, and the unsettled rest is at most an unfinished
+// character. The window's front is dropped only while the window is fully settled and
+// the remaining ids still decode to some text. That is enough for the byte and
+// SentencePiece tokenizers, whose ids depend on earlier ids only through whether any
+// text precedes them (the leading-space rule) and through an unfinished character. A
+// decoder whose settled text is not prefix-stable is caught and handled by decoding the
+// whole sequence; text already emitted is never taken back.
 class IncrementalDecoder {
  public:
   explicit IncrementalDecoder(const Tokenizer* tokenizer) : tokenizer_(tokenizer) {}
   // Appends `id`; returns the text that became final with it (possibly empty).
   std::string Add(int id);
-  // Flushes whatever is held back (at the end of a sequence).
+  // Ends the sequence: returns what was held back, a trailing unfinished character
+  // becoming U+FFFD. Call it once, after the last Add.
   std::string Finish();
   const std::string& text() const { return text_; }  // everything emitted so far
 
  private:
   const Tokenizer* tokenizer_;
-  std::vector<int> ids_;
-  size_t emitted_bytes_ = 0;  // bytes of Decode(ids_) already emitted
+  std::vector<int> ids_;     // the whole sequence, for the rare full-decode fallback
+  size_t window_start_ = 0;  // ids_[window_start_..] is the decode window
+  std::string window_text_;  // the window's settled text, all of it emitted
   std::string text_;
 };
 

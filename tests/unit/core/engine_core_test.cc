@@ -14,7 +14,7 @@
 namespace cleave {
 namespace {
 
-using testing::HasSubstr;
+using ::testing::HasSubstr;
 using LogitsByPos = std::map<int, std::vector<float>>;
 
 std::vector<int> RandomPrompt(std::mt19937& rng, int len, int vocab) {
@@ -241,14 +241,17 @@ TEST_F(EngineCoreTest, SeedReproducesSampledTokensAcrossBatches) {
     r.params.seed = seed;
     auto id = engine->AddRequest(std::move(r));
     ASSERT_TRUE(id.ok());
-    results_[{extra, seed}] = RunToEnd(*engine, *id).tokens[*id];
+    results_[std::make_pair(extra, seed)] = RunToEnd(*engine, *id).tokens[*id];
   };
   sampled(0, 42);
   sampled(5, 42);
   sampled(0, 43);
-  EXPECT_EQ(results_[{0, 42}].size(), 20u);
-  EXPECT_EQ(results_[{0, 42}], results_[{5, 42}]);
-  EXPECT_NE(results_[{0, 42}], results_[{0, 43}]);
+  const auto& a = results_[std::make_pair(0, uint64_t{42})];
+  const auto& b = results_[std::make_pair(5, uint64_t{42})];
+  const auto& c = results_[std::make_pair(0, uint64_t{43})];
+  EXPECT_EQ(a.size(), 20u);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
 }
 
 TEST_F(EngineCoreTest, BadRequestsAreRejectedNamingTheField) {
