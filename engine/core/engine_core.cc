@@ -1,6 +1,7 @@
 #include "engine/core/engine_core.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "engine/sample/stop_checker.h"
@@ -19,6 +20,20 @@ struct EngineCore::Live {
   StopChecker stop;
   std::string text;    // all output text decoded so far
   size_t emitted = 0;  // bytes of `text` already streamed
+  std::chrono::steady_clock::time_point added = std::chrono::steady_clock::now();
+  std::optional<std::chrono::steady_clock::time_point> scheduled;
+  bool first_output = true;
+
+  // Fills the queue/prefill timing of the request's first output.
+  void StampFirstOutput(RequestOutput* out) {
+    if (!first_output) return;
+    first_output = false;
+    using Ms = std::chrono::duration<double, std::milli>;
+    const auto now = std::chrono::steady_clock::now();
+    const auto sched = scheduled.value_or(now);
+    out->queue_ms = Ms(sched - added).count();
+    out->prefill_ms = Ms(now - sched).count();
+  }
 };
 
 EngineCore::EngineCore(std::unique_ptr<MixtralModel> model, std::unique_ptr<Tokenizer> tokenizer,
@@ -59,7 +74,7 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
   return core;
 }
 
-absl::StatusOr<SeqId> EngineCore::AddRequest(GenerateRequest request) {
+absl::StatusOr<std::unique_ptr<Request>> EngineCore::Prepare(GenerateRequest request) {
   const ModelConfig& mc = model_->config();
   RETURN_IF_ERROR(request.params.Validate(mc.vocab_size));
   if (request.prompt_ids.empty()) {
@@ -87,11 +102,93 @@ absl::StatusOr<SeqId> EngineCore::AddRequest(GenerateRequest request) {
   req->request_id = std::move(request.request_id);
   req->prompt_ids = std::move(request.prompt_ids);
   req->params = std::move(request.params);
+  req->export_kv = request.export_kv;
+  return req;
+}
+
+absl::StatusOr<SeqId> EngineCore::AddRequest(GenerateRequest request) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Request> req, Prepare(std::move(request)));
   const Request& ref = *req;
   auto live = std::make_unique<Live>(ref, tokenizer_.get(), next_fallback_seed_++);
   const SeqId id = scheduler_->Add(std::move(req));
   live_[id] = std::move(live);
   return id;
+}
+
+absl::StatusOr<EngineCore::ImportSlot> EngineCore::ReserveImport(GenerateRequest request) {
+  if (request.export_kv) return absl::InvalidArgumentError("export_kv: an import cannot export");
+  ASSIGN_OR_RETURN(std::unique_ptr<Request> req, Prepare(std::move(request)));
+  const SeqId id = scheduler_->NewSeqId();
+  if (!kv_manager_->Reserve(id, req->num_prompt_tokens())) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("KV cache: ", kv_manager_->NumBlocksFor(req->num_prompt_tokens()),
+                     " blocks needed, ", kv_manager_->num_free_blocks(), " free"));
+  }
+  req->seq_id = id;
+  ImportSlot slot{.seq_id = id, .blocks = kv_manager_->BlockTable(id)};
+  auto live = std::make_unique<Live>(*req, tokenizer_.get(), next_fallback_seed_++);
+  imports_[id] = Import{std::move(req), std::move(live)};
+  return slot;
+}
+
+absl::StatusOr<RequestOutput> EngineCore::CompleteImport(SeqId seq_id, const TokenLogprob& first,
+                                                         int cached_prompt_tokens) {
+  auto it = imports_.find(seq_id);
+  if (it == imports_.end()) return absl::NotFoundError(absl::StrCat("no reserved import ", seq_id));
+  Import import = std::move(it->second);
+  imports_.erase(it);
+  Request& req = *import.req;
+  if (first.token < 0 || first.token >= model_->config().vocab_size) {
+    kv_manager_->Free(seq_id);
+    return absl::InvalidArgumentError(
+        absl::StrCat("first_token: ", first.token, " is outside the vocabulary"));
+  }
+  req.num_computed_tokens = req.num_prompt_tokens();
+  req.num_cached_prompt_tokens = cached_prompt_tokens;
+  req.output_ids.push_back(first.token);
+  // The prefill worker used the first draw of the request's RNG stream.
+  import.live->sampler.SkipDraw();
+  kv_manager_->Commit(seq_id, req.AllTokens(), req.num_computed_tokens);
+  Live* live = import.live.get();
+  live->first_output = false;  // the prefill worker timed the prompt
+  live_[seq_id] = std::move(import.live);
+  scheduler_->AddRunning(std::move(import.req));
+  Request& running = *scheduler_->Find(seq_id);
+  SampleResult sample{.token = first.token, .logprob = first.logprob, .top_logprobs = first.top};
+  RequestOutput out;
+  ProcessToken(running, *live, sample, &out);
+  return out;
+}
+
+void EngineCore::CancelImport(SeqId seq_id) {
+  if (imports_.erase(seq_id) > 0) kv_manager_->Free(seq_id);
+}
+
+void EngineCore::ReleaseExportedKv(SeqId seq_id) {
+  if (exported_.erase(seq_id) > 0) kv_manager_->Free(seq_id);
+}
+
+// The prefill role's end of a request: report the first token and keep the prompt's blocks.
+void EngineCore::ExportRequest(Request& req, const SampleResult& sample, RequestOutput* out) {
+  out->seq_id = req.seq_id;
+  out->request_id = req.request_id;
+  out->token_ids.push_back(sample.token);
+  if (req.params.logprobs >= 0) {
+    out->logprobs.push_back({sample.token, sample.logprob, sample.top_logprobs});
+  }
+  out->finished = true;
+  out->finish_reason = FinishReason::kLength;
+  out->prompt_tokens = req.num_prompt_tokens();
+  out->completion_tokens = 1;
+  out->cached_prompt_tokens = req.num_cached_prompt_tokens;
+  const std::vector<int>& table = kv_manager_->BlockTable(req.seq_id);
+  out->exported_blocks.assign(
+      table.begin(), table.begin() + kv_manager_->NumBlocksFor(req.num_prompt_tokens()));
+  const SeqId id = req.seq_id;
+  scheduler_->FinishKeepingKv(id, FinishReason::kLength);
+  scheduler_->TakeFinished(id);
+  live_.erase(id);
+  exported_.insert(id);
 }
 
 void EngineCore::Abort(SeqId seq_id) {
@@ -193,6 +290,8 @@ std::vector<RequestOutput> EngineCore::Step() {
     for (int p = req.num_computed_tokens; p < req.num_computed_tokens + item.num_new_tokens; ++p) {
       slice.push_back(req.token_at(p));
     }
+    Live& live = *live_.at(req.seq_id);
+    if (!live.scheduled) live.scheduled = std::chrono::steady_clock::now();
     const std::vector<int>& table = kv_manager_->BlockTable(req.seq_id);
     fb.seqs.push_back({.tokens = slice,
                        .start_pos = req.num_computed_tokens,
@@ -222,7 +321,12 @@ std::vector<RequestOutput> EngineCore::Step() {
     if (!sampled[i]) continue;
     Request& req = *batch.items[i].req;
     RequestOutput out;
-    ProcessToken(req, *live_.at(req.seq_id), samples[i], &out);
+    live_.at(req.seq_id)->StampFirstOutput(&out);
+    if (req.export_kv) {
+      ExportRequest(req, samples[i], &out);
+    } else {
+      ProcessToken(req, *live_.at(req.seq_id), samples[i], &out);
+    }
     outputs.push_back(std::move(out));
   }
   return outputs;

@@ -48,6 +48,9 @@ class SequenceSampler {
   // consumes exactly one RNG draw, greedy or not and whatever the truncation kept, so step i always
   // uses draw i.
   SampleResult Sample(std::span<float> logits, std::span<const int> output_ids);
+  // Consumes the draw of a step sampled elsewhere: a decode worker continuing a request whose
+  // first token the prefill worker sampled stays on the same RNG stream as colocated serving.
+  void SkipDraw() { NextUniform(); }
 
  private:
   double NextUniform();  // [0, 1), 53 random bits

@@ -24,6 +24,7 @@ struct Request {
   std::string request_id;  // the client's id
   std::vector<int> prompt_ids;
   SamplingParams params;
+  bool export_kv = false;  // see GenerateRequest::export_kv
 
   // Progress. The sequence is prompt_ids ++ output_ids; KV for its first
   // num_computed_tokens tokens is in the cache.

@@ -161,7 +161,33 @@ void Scheduler::Update(const SchedulerOutput& out, const std::vector<std::option
   }
 }
 
+void Scheduler::AddRunning(std::unique_ptr<Request> req) {
+  CHECK(req->seq_id != 0 && req->seq_id < next_seq_id_ && !requests_.contains(req->seq_id));
+  CHECK(req->num_computed_tokens < req->num_tokens());
+  req->status = RequestStatus::kRunning;
+  req->finish_reason = FinishReason::kNone;
+  running_.push_back(req.get());
+  requests_.emplace(req->seq_id, std::move(req));
+}
+
+int64_t Scheduler::NumPendingPrefillTokens() const {
+  int64_t n = 0;
+  for (const Request* r : waiting_) n += r->num_tokens() - r->num_computed_tokens;
+  for (const Request* r : running_) {
+    n += std::max(0, r->num_prompt_tokens() - r->num_computed_tokens);
+  }
+  return n;
+}
+
+void Scheduler::FinishKeepingKv(SeqId seq_id, FinishReason reason) {
+  FinishImpl(seq_id, reason, /*free_kv=*/false);
+}
+
 void Scheduler::Finish(SeqId seq_id, FinishReason reason) {
+  FinishImpl(seq_id, reason, /*free_kv=*/true);
+}
+
+void Scheduler::FinishImpl(SeqId seq_id, FinishReason reason, bool free_kv) {
   auto it = requests_.find(seq_id);
   if (it == requests_.end()) return;
   Request* req = it->second.get();
@@ -171,7 +197,7 @@ void Scheduler::Finish(SeqId seq_id, FinishReason reason) {
   } else {
     waiting_.erase(std::find(waiting_.begin(), waiting_.end(), req));
   }
-  kv_->Free(seq_id);
+  if (free_kv) kv_->Free(seq_id);
   req->status = RequestStatus::kFinished;
   req->finish_reason = reason;
 }

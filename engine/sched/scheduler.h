@@ -72,6 +72,17 @@ class Scheduler {
   // Frees the request's blocks and marks it finished; it stays findable until TakeFinished.
   // Unknown or already finished requests are left alone.
   void Finish(SeqId seq_id, FinishReason reason);
+  // Finish, but the request's KV blocks stay referenced under its seq_id: the caller frees them
+  // with KvCacheManager::Free (a prefill worker, once the blocks have been sent).
+  void FinishKeepingKv(SeqId seq_id, FinishReason reason);
+  // A fresh seq_id for a request whose KV arrives from elsewhere: the caller reserves its blocks
+  // under this id, then hands it over with AddRunning.
+  SeqId NewSeqId() { return next_seq_id_++; }
+  // Takes a request whose first num_computed_tokens tokens already have KV in seq_id's blocks
+  // (req->seq_id from NewSeqId) straight into the running set, as the most recently admitted.
+  void AddRunning(std::unique_ptr<Request> req);
+  // Prompt tokens not yet computed, over waiting and running requests (a load report).
+  int64_t NumPendingPrefillTokens() const;
   // Hands a finished request back; null if seq_id is not a finished request.
   std::unique_ptr<Request> TakeFinished(SeqId seq_id);
   // Requests Schedule finished with kAbort because they can never fit the KV cache, since the
@@ -93,6 +104,7 @@ class Scheduler {
   void AdmitWaiting(SchedulerOutput* out, int* budget);
   void Preempt(Request* req);
   void Reject(Request* req);
+  void FinishImpl(SeqId seq_id, FinishReason reason, bool free_kv);
 
   const SchedulerConfig config_;
   KvCacheManager* const kv_;

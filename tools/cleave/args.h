@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/sample/sampling_params.h"
 
 namespace cleave::cli {
 
@@ -38,6 +39,17 @@ class Args {
 };
 
 std::string Usage(const std::string& command, const std::vector<FlagSpec>& specs);
+
+// The sampling flags that `run` and `generate` share: --max-tokens, --temperature, --top-k,
+// --top-p, --min-p, the three penalties, --seed, --stop, --stop-token-id, --ignore-eos and
+// --logprobs.
+const std::vector<FlagSpec>& SamplingFlagSpecs();
+
+// Reads them (defaults: max_tokens 64, the rest off) without validating the ranges.
+absl::StatusOr<SamplingParams> ParseSamplingFlags(const Args& args);
+
+// `parts` concatenated, for building a command's flag list from shared pieces.
+std::vector<FlagSpec> JoinFlagSpecs(std::initializer_list<std::vector<FlagSpec>> parts);
 
 }  // namespace cleave::cli
 

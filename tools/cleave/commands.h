@@ -10,6 +10,8 @@ inline constexpr int kExitFailure = 1;
 
 int MakeModelCommand(int argc, char** argv);
 int RunCommand(int argc, char** argv);
+int UpCommand(int argc, char** argv);
+int GenerateCommand(int argc, char** argv);
 
 }  // namespace cleave::cli
 

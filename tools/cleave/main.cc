@@ -13,6 +13,8 @@ void PrintHelp() {
       "commands:\n"
       "  make-model   write a deterministic random Mixtral checkpoint (tiny, small, seed)\n"
       "  run          generate offline from a checkpoint, streaming text to stdout\n"
+      "  up           start a local cluster (router, prefill, decode) from a YAML spec\n"
+      "  generate     send requests to a router; stream text, or measure load\n"
       "run 'cleave <command> --help' for a command's flags\n",
       stderr);
 }
@@ -27,6 +29,8 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   if (command == "make-model") return cleave::cli::MakeModelCommand(argc - 2, argv + 2);
   if (command == "run") return cleave::cli::RunCommand(argc - 2, argv + 2);
+  if (command == "up") return cleave::cli::UpCommand(argc - 2, argv + 2);
+  if (command == "generate") return cleave::cli::GenerateCommand(argc - 2, argv + 2);
   std::fprintf(stderr, "cleave: unknown command '%s'\n", command.c_str());
   PrintHelp();
   return 2;

@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "engine/core/engine_core.h"
 #include "engine/model/checkpoint.h"
@@ -19,63 +18,22 @@ namespace cleave::cli {
 namespace {
 
 const std::vector<FlagSpec>& Specs() {
-  static const std::vector<FlagSpec> specs = {
-      {"model", false, false, "checkpoint directory (config.json + safetensors + tokenizer)"},
-      {"prompt", false, false, "prompt text"},
-      {"max-tokens", false, false, "tokens to generate at most (default 64)"},
-      {"temperature", false, false, "0 = greedy (default 1.0)"},
-      {"top-k", false, false, "keep the k most likely tokens (0 = off)"},
-      {"top-p", false, false, "nucleus sampling mass (1 = off)"},
-      {"min-p", false, false, "drop tokens below min-p x the top probability (0 = off)"},
-      {"repetition-penalty", false, false, "multiplicative penalty on seen tokens (1 = off)"},
-      {"presence-penalty", false, false, "additive penalty on generated tokens (0 = off)"},
-      {"frequency-penalty", false, false, "additive penalty per occurrence (0 = off)"},
-      {"seed", false, false, "sampling seed (reproducible output)"},
-      {"stop", false, true, "stop string (not printed)"},
-      {"stop-token-id", false, true, "token id that ends generation"},
-      {"ignore-eos", true, false, "keep generating past the end-of-sequence token"},
-      {"logprobs", false, false, "print the top-N log-probabilities of each token to stderr"},
-      {"no-bos", true, false, "do not prepend the BOS token"},
-      {"backend", false, false, "cpu (default)"},
-      {"kv-cache-mib", false, false, "KV cache size in MiB (default 256)"},
-      {"block-size", false, false, "KV block size in tokens (default 16)"},
-      {"log-level", false, false, "debug, info, warn (default), error"},
-      {"help", true, false, "show this help"},
-  };
+  static const std::vector<FlagSpec> specs = JoinFlagSpecs({
+      {
+          {"model", false, false, "checkpoint directory (config.json + safetensors + tokenizer)"},
+          {"prompt", false, false, "prompt text"},
+      },
+      SamplingFlagSpecs(),
+      {
+          {"no-bos", true, false, "do not prepend the BOS token"},
+          {"backend", false, false, "cpu (default)"},
+          {"kv-cache-mib", false, false, "KV cache size in MiB (default 256)"},
+          {"block-size", false, false, "KV block size in tokens (default 16)"},
+          {"log-level", false, false, "debug, info, warn (default), error"},
+          {"help", true, false, "show this help"},
+      },
+  });
   return specs;
-}
-
-absl::StatusOr<SamplingParams> ParseSampling(const Args& args) {
-  SamplingParams p;
-  ASSIGN_OR_RETURN(int64_t max_tokens, args.Int("max-tokens", 64));
-  p.max_tokens = static_cast<int>(max_tokens);
-  ASSIGN_OR_RETURN(double temperature, args.Double("temperature", 1.0));
-  p.temperature = static_cast<float>(temperature);
-  ASSIGN_OR_RETURN(int64_t top_k, args.Int("top-k", 0));
-  p.top_k = static_cast<int>(top_k);
-  ASSIGN_OR_RETURN(double top_p, args.Double("top-p", 1.0));
-  p.top_p = static_cast<float>(top_p);
-  ASSIGN_OR_RETURN(double min_p, args.Double("min-p", 0.0));
-  p.min_p = static_cast<float>(min_p);
-  ASSIGN_OR_RETURN(double rep, args.Double("repetition-penalty", 1.0));
-  p.repetition_penalty = static_cast<float>(rep);
-  ASSIGN_OR_RETURN(double presence, args.Double("presence-penalty", 0.0));
-  p.presence_penalty = static_cast<float>(presence);
-  ASSIGN_OR_RETURN(double frequency, args.Double("frequency-penalty", 0.0));
-  p.frequency_penalty = static_cast<float>(frequency);
-  ASSIGN_OR_RETURN(p.seed, args.OptionalU64("seed"));
-  p.stop = args.All("stop");
-  for (const std::string& s : args.All("stop-token-id")) {
-    int id;
-    if (!absl::SimpleAtoi(s, &id)) {
-      return absl::InvalidArgumentError(absl::StrCat("--stop-token-id: '", s, "' is not an integer"));
-    }
-    p.stop_token_ids.push_back(id);
-  }
-  p.ignore_eos = args.Has("ignore-eos");
-  ASSIGN_OR_RETURN(int64_t logprobs, args.Int("logprobs", -1));
-  p.logprobs = static_cast<int>(logprobs);
-  return p;
 }
 
 // Loads everything and generates. Errors that come from the user's input are
@@ -83,7 +41,7 @@ absl::StatusOr<SamplingParams> ParseSampling(const Args& args) {
 absl::Status Generate(const Args& args) {
   ASSIGN_OR_RETURN(std::string model_dir, args.Required("model"));
   ASSIGN_OR_RETURN(std::string prompt, args.Required("prompt"));
-  ASSIGN_OR_RETURN(SamplingParams params, ParseSampling(args));
+  ASSIGN_OR_RETURN(SamplingParams params, ParseSamplingFlags(args));
   EngineConfig config;
   ASSIGN_OR_RETURN(config.kv_cache_mib, args.Int("kv-cache-mib", 256));
   ASSIGN_OR_RETURN(int64_t block_size, args.Int("block-size", 16));

@@ -1,0 +1,41 @@
+#include "services/common/worker_flags.h"
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+
+ABSL_FLAG(std::string, host, "127.0.0.1", "address to listen on");
+ABSL_FLAG(int, port, 0, "gRPC port (required)");
+ABSL_FLAG(int, metrics_port, 0, "Prometheus /metrics port; 0: no metrics endpoint");
+ABSL_FLAG(std::string, model, "", "checkpoint directory (config.json, safetensors, tokenizer)");
+ABSL_FLAG(std::string, router, "", "router address host:port to register with");
+ABSL_FLAG(std::string, instance, "", "instance name in logs and stats (default role-port)");
+ABSL_FLAG(int64_t, kv_cache_mib, 256, "KV cache size in MiB");
+ABSL_FLAG(int, block_size, 16, "tokens per KV block");
+ABSL_FLAG(int, max_num_seqs, 64, "requests in the running batch at most");
+ABSL_FLAG(int, max_num_batched_tokens, 512, "tokens per engine step, all requests together");
+ABSL_FLAG(int, max_prefill_chunk, 0, "tokens of one prompt per step; 0: the step budget");
+ABSL_FLAG(bool, enable_prefix_caching, true, "share KV blocks of common prompt prefixes");
+ABSL_FLAG(std::string, ucx_tls, "", "UCX transports for KV transfer (UCX_TLS syntax); empty: UCX's choice");
+ABSL_FLAG(int, kv_transfer_timeout_ms, 10000, "a KV transfer to an unresponsive peer fails after this");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
+
+namespace cleave {
+
+std::string CheckWorkerFlags() {
+  if (absl::GetFlag(FLAGS_port) <= 0 || absl::GetFlag(FLAGS_port) > 65535) {
+    return absl::StrCat("--port: ", absl::GetFlag(FLAGS_port), " is not a port (1-65535)");
+  }
+  if (absl::GetFlag(FLAGS_metrics_port) < 0 || absl::GetFlag(FLAGS_metrics_port) > 65535) {
+    return "--metrics_port: not a port (0-65535)";
+  }
+  if (absl::GetFlag(FLAGS_model).empty()) return "--model: required (a checkpoint directory)";
+  if (absl::GetFlag(FLAGS_router).empty()) return "--router: required (host:port)";
+  if (absl::GetFlag(FLAGS_kv_cache_mib) <= 0) return "--kv_cache_mib: must be positive";
+  if (absl::GetFlag(FLAGS_block_size) <= 0) return "--block_size: must be positive";
+  if (absl::GetFlag(FLAGS_kv_transfer_timeout_ms) <= 0) {
+    return "--kv_transfer_timeout_ms: must be positive";
+  }
+  return "";
+}
+
+}  // namespace cleave
