@@ -171,7 +171,9 @@ TEST_F(OnePlusOneTest, CancellingMidStreamFreesKvBlocksOnPrefillAndDecode) {
   launch::ClusterProcess* prefill = cluster_->prefill_workers()[0];
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-  auto reader = stub->Generate(&ctx, Greedy(kPrompts[2], 3000));
+  // Left alone it would run to the model's length (4096 positions, seconds): the short bound
+  // below only holds if the cancel reached both workers.
+  auto reader = stub->Generate(&ctx, Greedy(kPrompts[2], 100000));
   v1::GenerateResponse chunk;
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(reader->Read(&chunk));
   // Mid-stream the decode worker holds the request's blocks: the check below can fail.
@@ -183,7 +185,41 @@ TEST_F(OnePlusOneTest, CancellingMidStreamFreesKvBlocksOnPrefillAndDecode) {
   while (reader->Read(&chunk)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  EXPECT_EQ(WaitWorkersIdle({prefill, decode}), "");
+  EXPECT_EQ(WaitWorkersIdle({prefill, decode}, absl::Milliseconds(1500)), "");
+}
+
+TEST_F(OnePlusOneTest, RequestDeadlineEndsTheStreamAndFreesTheBlocks) {
+  auto stub = cluster_->GenerationStub();
+  v1::GenerateRequest req = Greedy(kPrompts[1], 1000000);
+  req.set_timeout_ms(400);
+  const absl::Time start = absl::Now();
+  StreamResult r = Stream(stub.get(), req);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << r.status.error_message();
+  EXPECT_GT(r.tokens.size(), 0u);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(WaitWorkersIdle({cluster_->prefill_workers()[0], cluster_->decode_workers()[0]},
+                            absl::Milliseconds(1500)),
+            "");
+}
+
+TEST_F(OnePlusOneTest, TokenizeAndListModelsAnswerFromTheRouter) {
+  auto stub = cluster_->GenerationStub();
+  grpc::ClientContext ctx;
+  v1::TokenizeRequest req;
+  req.set_text("ab");
+  req.set_add_bos(true);
+  v1::TokenizeResponse tok;
+  ASSERT_TRUE(stub->Tokenize(&ctx, req, &tok).ok());
+  ASSERT_EQ(tok.token_ids_size(), 3);  // BOS + one id per byte (the tiny preset)
+  EXPECT_EQ(tok.pieces(1), "a");
+  EXPECT_EQ(tok.pieces(2), "b");
+  grpc::ClientContext ctx2;
+  v1::ListModelsResponse models;
+  ASSERT_TRUE(stub->ListModels(&ctx2, v1::ListModelsRequest(), &models).ok());
+  ASSERT_EQ(models.models_size(), 1);
+  EXPECT_EQ(models.models(0).prefill_workers(), 1);
+  EXPECT_EQ(models.models(0).decode_workers(), 1);
+  EXPECT_GT(models.models(0).vocab_size(), 256);
 }
 
 TEST_F(OnePlusOneTest, BadInputIsInvalidArgumentNamingTheField) {
