@@ -2,15 +2,24 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <cblas.h>
+
 #include "absl/strings/str_cat.h"
 #include "cleave/kernels/cpu.h"
 #include "engine/runtime/backend.h"
+#include "engine/util/log.h"
 
 namespace cleave {
 namespace {
 
 class CpuBackend final : public Backend {
  public:
+  CpuBackend() {
+    kernels::cpu::Init();
+    LOG_DEBUG("cpu backend: OpenBLAS {} kernels, {} threads", openblas_get_corename(),
+              kernels::cpu::NumThreads());
+  }
+
   std::string_view name() const override { return "cpu"; }
   DeviceKind device() const override { return DeviceKind::kCpu; }
 

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "cleave/v1/generation.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/support/cluster.h"
@@ -109,6 +110,46 @@ std::string WaitWorkersIdle(const std::vector<launch::ClusterProcess*>& workers,
     absl::SleepFor(absl::Milliseconds(50));
   }
   return last;
+}
+
+
+// The services a server lists through grpc.reflection.v1alpha (what grpcurl asks), as the raw
+// response bytes: a ServerReflectionRequest{list_services: ""} is the two bytes 0x3a 0x00.
+std::string ReflectionServiceList(const std::string& address) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  auto call = stub.PrepareCall(
+      &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  auto step = [&](auto start) {
+    start();
+    void* tag;
+    bool ok = false;
+    return cq.AsyncNext(&tag, &ok, absl::ToChronoTime(absl::Now() + absl::Seconds(5))) ==
+               grpc::CompletionQueue::GOT_EVENT && ok;
+  };
+  std::string out;
+  grpc::Slice slice(std::string("\x3a\x00", 2));
+  grpc::ByteBuffer request(&slice, 1), response;
+  if (step([&] { call->StartCall(reinterpret_cast<void*>(1)); }) &&
+      step([&] { call->Write(request, reinterpret_cast<void*>(2)); }) &&
+      step([&] { call->Read(&response, reinterpret_cast<void*>(3)); })) {
+    std::vector<grpc::Slice> slices;
+    if (response.Dump(&slices).ok()) {
+      for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  ctx.TryCancel();
+  grpc::Status status;
+  step([&] { call->Finish(&status, reinterpret_cast<void*>(4)); });
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
+  return out;
 }
 
 const char* kPrompts[] = {
@@ -220,6 +261,23 @@ TEST_F(OnePlusOneTest, TokenizeAndListModelsAnswerFromTheRouter) {
   EXPECT_EQ(models.models(0).prefill_workers(), 1);
   EXPECT_EQ(models.models(0).decode_workers(), 1);
   EXPECT_GT(models.models(0).vocab_size(), 256);
+}
+
+TEST_F(OnePlusOneTest, EveryServiceAnswersHealthAndReflection) {
+  struct Expect {
+    launch::ClusterProcess* process;
+    std::string service;
+  };
+  for (const Expect& e : {Expect{&cluster_->router(), "cleave.v1.Generation"},
+                          Expect{cluster_->prefill_workers()[0], "cleave.v1.Prefill"},
+                          Expect{cluster_->decode_workers()[0], "cleave.v1.Decode"}}) {
+    SCOPED_TRACE(e.process->name);
+    EXPECT_TRUE(launch::CheckServing(launch::MakeProbeChannel(e.process->address()),
+                                     absl::Seconds(5)).ok());
+    const std::string services = ReflectionServiceList(e.process->address());
+    EXPECT_THAT(services, HasSubstr(e.service));
+    EXPECT_THAT(services, HasSubstr("grpc.health.v1.Health"));
+  }
 }
 
 TEST_F(OnePlusOneTest, BadInputIsInvalidArgumentNamingTheField) {

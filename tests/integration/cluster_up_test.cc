@@ -38,9 +38,9 @@ std::string Slurp(const std::string& path) {
 Result Cleave(const std::string& args, absl::Duration timeout = absl::Seconds(240)) {
   const std::string dir = cleave::testing::MakeScratchDir("up-cli");
   cleave::SubprocessOptions options;
-  options.argv = {"/bin/sh", "-c",
-                  absl::StrCat("exec ", CLEAVE_CLI_PATH, " ", args, " >", dir, "/out 2>", dir,
-                               "/err")};
+  options.argv = {
+      "/bin/sh", "-c",
+      absl::StrCat("exec ", CLEAVE_CLI_PATH, " ", args, " >", dir, "/out 2>", dir, "/err")};
   auto child = cleave::Subprocess::Spawn(options);
   Result r;
   if (!child.ok()) {
@@ -97,7 +97,8 @@ TEST_F(ClusterUpTest, RunsACommandAgainstTheClusterAndExitsWithItsStatus) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.err, HasSubstr("cleave up: ready router=127.0.0.1:"));
   EXPECT_TRUE(std::regex_search(
-      r.err, std::regex("ready router=\\S+ metrics router=[0-9]+ prefill-0=[0-9]+ decode-0=[0-9]+")))
+      r.err,
+      std::regex("ready router=\\S+ metrics router=[0-9]+ prefill-0=[0-9]+ decode-0=[0-9]+")))
       << r.err;
   EXPECT_THAT(r.err, HasSubstr("[cleave generate] prompt_tokens=10 completion_tokens=12"));
   EXPECT_THAT(r.err, HasSubstr("finish_reason=length prefill=prefill-0 decode=decode-0"));
@@ -184,10 +185,12 @@ TEST_F(ClusterUpTest, UsageErrorsExitWith2AndNameTheKey) {
        "prefill.replicas"},
       {"prefill:\n  replicas: 1\ndecode:\n  replicas: 1\n", "model: missing"},
       {"model: /nonexistent/model\nprefill:\n  replicas: 1\ndecode:\n  replicas: 1\n", "model:"},
-      {"model: " + model + "\nrouter:\n  policy: random\nprefill:\n  replicas: 1\n"
-       "decode:\n  replicas: 1\n",
+      {"model: " + model +
+           "\nrouter:\n  policy: random\nprefill:\n  replicas: 1\n"
+           "decode:\n  replicas: 1\n",
        "router.policy"},
-      {"model: " + model + "\nprefill:\n  replicas: 1\n  kv_cache_mib: -4\ndecode:\n  replicas: 1\n",
+      {"model: " + model +
+           "\nprefill:\n  replicas: 1\n  kv_cache_mib: -4\ndecode:\n  replicas: 1\n",
        "prefill.kv_cache_mib"},
       {"model: " + model + "\nprefill:\n  replicas: 1\n", "decode.replicas"},
       {"model: " + model + "\nprefill: [1, 2\n", ""},  // not even YAML
@@ -214,11 +217,12 @@ TEST_F(ClusterUpTest, GenerateUsageErrors) {
   Result bad = Cleave("generate --router 127.0.0.1:1 --prompt hi --top-p 1.5");
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("top_p"));
-  Result both = Cleave("generate --router 127.0.0.1:1 --requests 2 --prompt hi --prompt-len-range 4:8");
+  Result both =
+      Cleave("generate --router 127.0.0.1:1 --requests 2 --prompt hi --prompt-len-range 4:8");
   EXPECT_EQ(both.exit_code, 2);
   // Nothing listens there: a gRPC error, reported with its code, exit 1.
-  Result down = Cleave(
-      absl::StrCat("generate --router 127.0.0.1:", cleave::PickFreePort(), " --prompt hi"));
+  Result down =
+      Cleave(absl::StrCat("generate --router 127.0.0.1:", cleave::PickFreePort(), " --prompt hi"));
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_THAT(down.err, HasSubstr("UNAVAILABLE"));
 }

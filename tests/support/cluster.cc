@@ -7,19 +7,19 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "cleave/v1/handoff.grpc.pb.h"
 #include "engine/util/status.h"
-#include "absl/synchronization/mutex.h"
 #include "engine/util/subprocess.h"
 #include "gtest/gtest.h"
 
@@ -98,8 +98,14 @@ absl::StatusOr<std::string> TinyModelDir() {
   const std::string scratch = MakeScratchDir("model");
   const std::string out = scratch + "/tiny";
   SubprocessOptions options;
-  options.argv = {BinaryDir() + "/tools/cleave/cleave", "make-model", "--preset", "tiny", "--out",
-                  out, "--seed", "1"};
+  options.argv = {BinaryDir() + "/tools/cleave/cleave",
+                  "make-model",
+                  "--preset",
+                  "tiny",
+                  "--out",
+                  out,
+                  "--seed",
+                  "1"};
   options.log_path = scratch + "/make-model.log";
   ASSIGN_OR_RETURN(auto tool, Subprocess::Spawn(options));
   auto status = tool->WaitFor(absl::Seconds(120));
@@ -113,7 +119,8 @@ absl::StatusOr<std::string> TinyModelDir() {
 }
 
 std::string BinaryDir() {
-  if (const char* dir = std::getenv("CLEAVE_BINARY_DIR"); dir != nullptr && *dir != '\0') return dir;
+  if (const char* dir = std::getenv("CLEAVE_BINARY_DIR"); dir != nullptr && *dir != '\0')
+    return dir;
   return CLEAVE_DEFAULT_BINARY_DIR;
 }
 
@@ -142,8 +149,9 @@ absl::StatusOr<std::unique_ptr<TestCluster>> TestCluster::Start(const ClusterOpt
   }
   ASSIGN_OR_RETURN(launch::ServiceBinaries binaries,
                    launch::ServiceBinaries::InBuildDir(BinaryDir()));
-  ASSIGN_OR_RETURN(auto cluster, launch::LocalCluster::Start(spec, binaries, MakeScratchDir("cluster"),
-                                                             options.ready_timeout));
+  ASSIGN_OR_RETURN(auto cluster,
+                   launch::LocalCluster::Start(spec, binaries, MakeScratchDir("cluster"),
+                                               options.ready_timeout));
   return std::unique_ptr<TestCluster>(new TestCluster(std::move(cluster)));
 }
 
@@ -177,7 +185,8 @@ std::vector<ClusterProcess*> TestCluster::colocated_workers() const {
 std::string TestCluster::LogTails(int lines) const {
   std::string out;
   for (const auto& p : cluster_->processes()) {
-    absl::StrAppend(&out, "== ", p->name, " (", p->log_path, ")\n", launch::TailFile(p->log_path, lines));
+    absl::StrAppend(&out, "== ", p->name, " (", p->log_path, ")\n",
+                    launch::TailFile(p->log_path, lines));
   }
   return out;
 }
@@ -190,8 +199,9 @@ absl::StatusOr<cleave::v1::WorkerStatsResponse> FetchWorkerStats(const std::stri
   cleave::v1::WorkerStatsResponse response;
   grpc::Status status = stub->Stats(&context, cleave::v1::WorkerStatsRequest(), &response);
   if (!status.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                        absl::StrCat("WorkerStats/Stats on ", address, ": ", status.error_message()));
+    return absl::Status(
+        static_cast<absl::StatusCode>(status.error_code()),
+        absl::StrCat("WorkerStats/Stats on ", address, ": ", status.error_message()));
   }
   return response;
 }
@@ -252,8 +262,7 @@ std::optional<double> MetricValue(const std::string& text, const std::string& se
     if (line[end] == '}') ++end;
     if (end < series.size()) continue;  // `series` named a longer metric, e.g. x for x_total
     if (end > series.size() && series.back() != '{' && line[series.size()] != '{') continue;
-    std::vector<absl::string_view> rest =
-        absl::StrSplit(line.substr(end), ' ', absl::SkipEmpty());
+    std::vector<absl::string_view> rest = absl::StrSplit(line.substr(end), ' ', absl::SkipEmpty());
     double value;
     if (!rest.empty() && absl::SimpleAtod(rest[0], &value)) return value;
   }

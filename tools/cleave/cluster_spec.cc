@@ -39,8 +39,8 @@ absl::StatusOr<std::string> ReadString(const YAML::Node& node, const std::string
 absl::StatusOr<int64_t> ReadInt(const YAML::Node& node, const std::string& key) {
   int64_t v;
   if (!node.IsScalar() || !absl::SimpleAtoi(node.Scalar(), &v)) {
-    return Bad(key, absl::StrCat("expected an integer, got '", node.IsScalar() ? node.Scalar() : "",
-                                 "'"));
+    return Bad(
+        key, absl::StrCat("expected an integer, got '", node.IsScalar() ? node.Scalar() : "", "'"));
   }
   return v;
 }
@@ -73,7 +73,8 @@ absl::Status ReadWorker(const YAML::Node& node, const std::string& section, Work
   if (node["replicas"]) {
     ASSIGN_OR_RETURN(int64_t replicas, ReadInt(node["replicas"], key("replicas")));
     if (replicas < 0 || replicas > kMaxReplicas) {
-      return Bad(key("replicas"), absl::StrCat("must be in [0, ", kMaxReplicas, "], got ", replicas));
+      return Bad(key("replicas"),
+                 absl::StrCat("must be in [0, ", kMaxReplicas, "], got ", replicas));
     }
     w->replicas = static_cast<int>(replicas);
   } else {
@@ -103,8 +104,8 @@ absl::Status ReadWorker(const YAML::Node& node, const std::string& section, Work
 
 absl::Status ReadRouter(const YAML::Node& node, ClusterSpec* spec) {
   if (!node.IsMap()) return Bad("router", "expected a mapping");
-  RETURN_IF_ERROR(
-      CheckKeys(node, "router", {"port", "metrics_port", "policy", "heartbeat_timeout_ms", "flags"}));
+  RETURN_IF_ERROR(CheckKeys(node, "router",
+                            {"port", "metrics_port", "policy", "heartbeat_timeout_ms", "flags"}));
   if (node["port"]) {
     ASSIGN_OR_RETURN(int64_t port, ReadInt(node["port"], "router.port"));
     if (port < 0 || port > 65535) return Bad("router.port", "must be in [0, 65535]");
@@ -120,7 +121,8 @@ absl::Status ReadRouter(const YAML::Node& node, ClusterSpec* spec) {
     spec->policy = policy;
   }
   if (node["heartbeat_timeout_ms"]) {
-    ASSIGN_OR_RETURN(int64_t ms, ReadInt(node["heartbeat_timeout_ms"], "router.heartbeat_timeout_ms"));
+    ASSIGN_OR_RETURN(int64_t ms,
+                     ReadInt(node["heartbeat_timeout_ms"], "router.heartbeat_timeout_ms"));
     spec->heartbeat_timeout_ms = ms;
   }
   if (node["flags"]) {
@@ -163,7 +165,8 @@ absl::Status ClusterSpec::Validate() const {
     return Bad("router.metrics_port", "must be in [0, 65535]");
   }
   if (policy.has_value() && *policy != "round_robin" && *policy != "least_load") {
-    return Bad("router.policy", absl::StrCat("must be round_robin or least_load, got '", *policy, "'"));
+    return Bad("router.policy",
+               absl::StrCat("must be round_robin or least_load, got '", *policy, "'"));
   }
   if (heartbeat_timeout_ms.has_value() && *heartbeat_timeout_ms <= 0) {
     return Bad("router.heartbeat_timeout_ms", "must be positive");
@@ -185,8 +188,8 @@ absl::StatusOr<ClusterSpec> LoadClusterSpec(const std::string& path, const std::
   }
   auto parse = [&]() -> absl::StatusOr<ClusterSpec> {
     if (!root.IsMap()) return Bad("(top level)", "expected a mapping");
-    RETURN_IF_ERROR(CheckKeys(root, "",
-                              {"model", "host", "metrics", "router", "prefill", "decode", "colocated"}));
+    RETURN_IF_ERROR(CheckKeys(
+        root, "", {"model", "host", "metrics", "router", "prefill", "decode", "colocated"}));
     ClusterSpec spec;
     if (!root["model"]) return Bad("model", "missing");
     ASSIGN_OR_RETURN(spec.model, ReadString(root["model"], "model"));

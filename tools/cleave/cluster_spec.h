@@ -25,11 +25,11 @@ struct WorkerSpec {
 };
 
 struct ClusterSpec {
-  std::string model;             // checkpoint directory
+  std::string model;               // checkpoint directory
   std::string host = "127.0.0.1";  // every process binds it and clients dial it
-  int router_port = 0;           // 0: a free port
-  int router_metrics_port = 0;   // 0: a free port
-  bool metrics = true;           // false: every process runs without a metrics endpoint
+  int router_port = 0;             // 0: a free port
+  int router_metrics_port = 0;     // 0: a free port
+  bool metrics = true;             // false: every process runs without a metrics endpoint
   std::optional<std::string> policy;
   std::optional<int64_t> heartbeat_timeout_ms;
   std::vector<std::string> router_extra_flags;

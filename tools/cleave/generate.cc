@@ -82,7 +82,8 @@ std::string GrpcError(const grpc::Status& status) {
 
 void PrintLogprobs(const pb::GenerateResponse& chunk) {
   for (const pb::TokenLogprob& lp : chunk.logprobs()) {
-    std::string line = absl::StrCat("[logprob] token_id=", lp.token_id(), " logprob=", lp.logprob());
+    std::string line =
+        absl::StrCat("[logprob] token_id=", lp.token_id(), " logprob=", lp.logprob());
     for (const pb::TopLogprob& top : lp.top()) {
       absl::StrAppend(&line, " ", top.token_id(), ":", top.logprob());
     }
@@ -95,8 +96,8 @@ std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
 // One streaming request: text as it arrives, then the summary.
 int GenerateOne(const std::string& router, const pb::GenerateRequest& request,
                 absl::Duration deadline) {
-  auto stub = pb::Generation::NewStub(
-      grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
+  auto stub =
+      pb::Generation::NewStub(grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
   auto reader = stub->Generate(&context, request);
@@ -138,8 +139,8 @@ absl::Status ParseRange(const std::string& text, int* lo, int* hi) {
   std::vector<std::string> parts = absl::StrSplit(text, ':');
   if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], lo) || !absl::SimpleAtoi(parts[1], hi) ||
       *lo < 1 || *hi < *lo || *hi > (1 << 20)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--prompt-len-range: expected MIN:MAX with 1 <= MIN <= MAX, got '", text, "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--prompt-len-range: expected MIN:MAX with 1 <= MIN <= MAX, got '", text, "'"));
   }
   return absl::OkStatus();
 }

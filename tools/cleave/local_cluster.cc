@@ -95,8 +95,8 @@ absl::StatusOr<ServiceBinaries> ServiceBinaries::InBuildDir(const std::string& b
   for (const auto& [svc, slot] : services) {
     *slot = absl::StrCat(build_dir, "/services/", svc, "/cleave-", svc);
     if (access(slot->c_str(), X_OK) != 0) {
-      return absl::NotFoundError(absl::StrCat("service binary ", *slot,
-                                              " not found (build it with scripts/build.sh)"));
+      return absl::NotFoundError(
+          absl::StrCat("service binary ", *slot, " not found (build it with scripts/build.sh)"));
     }
   }
   return b;
@@ -146,7 +146,8 @@ absl::Status CheckServing(const std::shared_ptr<grpc::Channel>& channel, absl::D
   std::vector<grpc::Slice> slices;
   if (!response.Dump(&slices).ok()) return absl::DataLossError("unreadable health response");
   std::string data;
-  for (const grpc::Slice& s : slices) data.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    data.append(reinterpret_cast<const char*>(s.begin()), s.size());
   ASSIGN_OR_RETURN(uint64_t serving, ParseHealthStatus(data));
   if (serving != kHealthServing) {
     return absl::UnavailableError(absl::StrCat("health status ", serving, " (not SERVING)"));
@@ -293,8 +294,8 @@ std::string LocalCluster::Describe(const ClusterProcess& p) const {
   return absl::StrCat(p.name, " (", p.address(), ", log ", p.log_path, ")");
 }
 
-absl::Status LocalCluster::WaitServing(const std::vector<ClusterProcess*>& procs,
-                                       bool check_counts, absl::Time deadline) {
+absl::Status LocalCluster::WaitServing(const std::vector<ClusterProcess*>& procs, bool check_counts,
+                                       absl::Time deadline) {
   std::vector<bool> serving(procs.size(), false);
   std::vector<std::string> last_error(procs.size(), "not probed yet");
   std::string counts_error;
@@ -326,11 +327,12 @@ absl::Status LocalCluster::WaitServing(const std::vector<ClusterProcess*>& procs
           counts->decode == spec_.expected_decode_workers()) {
         return absl::OkStatus();
       }
-      counts_error = counts.ok() ? absl::StrCat("the router lists ", counts->prefill, " prefill and ",
-                                                counts->decode, " decode workers, expected ",
-                                                spec_.expected_prefill_workers(), " and ",
-                                                spec_.expected_decode_workers())
-                                 : std::string(counts.status().message());
+      counts_error =
+          counts.ok()
+              ? absl::StrCat("the router lists ", counts->prefill, " prefill and ", counts->decode,
+                             " decode workers, expected ", spec_.expected_prefill_workers(),
+                             " and ", spec_.expected_decode_workers())
+              : std::string(counts.status().message());
     }
     if (absl::Now() >= deadline) {
       std::string msg = "the cluster did not become ready in time:";

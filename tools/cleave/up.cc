@@ -14,7 +14,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/util/log.h"
-#include "engine/util/status.h"
 #include "engine/util/subprocess.h"
 #include "tools/cleave/args.h"
 #include "tools/cleave/commands.h"
@@ -32,7 +31,8 @@ const std::vector<FlagSpec>& Specs() {
       {"build-dir", false, false,
        "build tree holding services/<svc>/cleave-<svc> (default: the one this cleave is in)"},
       {"log-dir", false, false, "one log file per process here (default: a new /tmp directory)"},
-      {"ready-timeout-s", false, false, "give up if the cluster is not ready by then (default 120)"},
+      {"ready-timeout-s", false, false,
+       "give up if the cluster is not ready by then (default 120)"},
       {"stop-timeout-s", false, false, "SIGTERM grace before SIGKILL when stopping (default 10)"},
       {"log-level", false, false, "debug, info, warn (default), error"},
       {"help", true, false, "show this help"},
@@ -76,8 +76,8 @@ absl::StatusOr<std::string> DefaultBuildDir() {
   // <build>/tools/cleave/cleave
   const std::filesystem::path dir = exe.parent_path();
   if (dir.filename() != "cleave" || dir.parent_path().filename() != "tools") {
-    return absl::NotFoundError(absl::StrCat(exe.string(),
-                                            " is not inside a build tree; pass --build-dir"));
+    return absl::NotFoundError(
+        absl::StrCat(exe.string(), " is not inside a build tree; pass --build-dir"));
   }
   return dir.parent_path().parent_path().string();
 }
@@ -196,7 +196,8 @@ int Up(const Args& args, const std::vector<std::string>& command) {
   auto cluster = LocalCluster::Start(*spec, *binaries, log_dir, absl::Seconds(*ready_s), hooks);
   if (!cluster.ok()) {
     if (stop_signal != 0) {
-      Say(absl::StrCat("got SIG", sigabbrev_np(stop_signal), " before the cluster was ready; stopped"));
+      Say(absl::StrCat("got SIG", sigabbrev_np(stop_signal),
+                       " before the cluster was ready; stopped"));
       return command.empty() ? 0 : kExitFailure;
     }
     Say(std::string(cluster.status().message()));

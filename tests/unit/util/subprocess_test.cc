@@ -29,8 +29,7 @@ std::unique_ptr<Subprocess> Start(std::vector<std::string> argv, SubprocessOptio
 }
 
 std::string TempPath(const std::string& name) {
-  return (std::filesystem::temp_directory_path() /
-          (name + "-" + std::to_string(getpid()) + ".log"))
+  return (std::filesystem::temp_directory_path() / (name + "-" + std::to_string(getpid()) + ".log"))
       .string();
 }
 
@@ -73,8 +72,9 @@ TEST(SubprocessTest, PassesEnvironmentAndRedirectsOutput) {
   SubprocessOptions options;
   options.env = {{"CLEAVE_TEST_VALUE", "bar"}};
   options.log_path = log;
-  auto p = Start({"/bin/sh", "-c", "echo out=$CLEAVE_TEST_VALUE; echo err >&2; test -n \"$HOME$PATH\""},
-                 options);
+  auto p =
+      Start({"/bin/sh", "-c", "echo out=$CLEAVE_TEST_VALUE; echo err >&2; test -n \"$HOME$PATH\""},
+            options);
   EXPECT_EQ(*p->WaitFor(absl::Seconds(10)), 0);
   std::ifstream in(log);
   std::stringstream text;
@@ -125,7 +125,8 @@ TEST(SubprocessTest, ChildDiesWithItsParent) {
   }
   close(fds[1]);
   pid_t grandchild = -1;
-  ASSERT_EQ(read(fds[0], &grandchild, sizeof(grandchild)), static_cast<ssize_t>(sizeof(grandchild)));
+  ASSERT_EQ(read(fds[0], &grandchild, sizeof(grandchild)),
+            static_cast<ssize_t>(sizeof(grandchild)));
   close(fds[0]);
   ASSERT_GT(grandchild, 0);
   int status;

@@ -7,6 +7,12 @@
 
 namespace cleave::kernels::cpu {
 
+// Picks OpenBLAS's kernels for this CPU and moves threading from OpenBLAS (set to one
+// thread, process-wide) to the kernels' own pool. Idempotent; Gemm calls it.
+void Init();
+// Threads the kernels split work over, the caller included.
+int NumThreads();
+
 void Gemm(const GemmParams& p);
 void RmsNorm(const RmsNormParams& p);
 void Rope(const RopeParams& p);

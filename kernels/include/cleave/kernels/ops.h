@@ -22,6 +22,9 @@ struct GemmParams {
   int ldc = 0;  // row stride of c (>= n)
   float alpha = 1.0f;
   float beta = 0.0f;
+  // When set, the weight is this bf16 array (same shape and ldb) and `b` is unused;
+  // products still accumulate in fp32. CPU backend only for now.
+  const uint16_t* b_bf16 = nullptr;
 };
 
 // out[t, :] = x[t, :] * rsqrt(mean(x[t, :]^2) + eps) * weight. out may alias x.
