@@ -7,11 +7,12 @@
 
 namespace cleave {
 
-Engine::Engine(std::unique_ptr<EngineCore> core)
+Engine::Engine(std::unique_ptr<EngineCore> core, absl::Duration handoff_quarantine)
     : core_(std::move(core)),
       model_config_(core_->model_config()),
       kv_storage_(core_->kv_storage()),
-      max_model_len_(core_->max_model_len()) {
+      max_model_len_(core_->max_model_len()),
+      handoff_quarantine_(handoff_quarantine) {
   PublishLoad();
   thread_ = std::thread([this] { Loop(); });
 }
@@ -80,7 +81,13 @@ Engine::Load Engine::load() const {
 }
 
 void Engine::EndImport(PendingImport& pending, const absl::Status& status) {
-  if (pending.seq_id != 0) core_->CancelImport(pending.seq_id);
+  if (pending.seq_id != 0) {
+    if (handoff_quarantine_ > absl::ZeroDuration()) {
+      quarantine_.emplace_back(absl::Now() + handoff_quarantine_, pending.seq_id);
+    } else {
+      core_->CancelImport(pending.seq_id);
+    }
+  }
   if (!status.ok() && pending.on_reserved) {
     pending.on_reserved(status, {});
     return;
@@ -210,6 +217,14 @@ void Engine::ExpireImports() {
   }
 }
 
+void Engine::ReleaseQuarantine(bool all) {
+  const absl::Time now = absl::Now();
+  while (!quarantine_.empty() && (all || quarantine_.front().first <= now)) {
+    core_->CancelImport(quarantine_.front().second);
+    quarantine_.pop_front();
+  }
+}
+
 void Engine::Deliver(std::vector<RequestOutput>& outputs) {
   for (RequestOutput& out : outputs) {
     auto it = callbacks_.find(out.seq_id);
@@ -231,6 +246,7 @@ void Engine::PublishLoad() {
   load.queued_prefill_tokens = core_->scheduler().NumPendingPrefillTokens();
   load.pending_imports = static_cast<int>(imports_.size());
   load.exported = core_->num_exported();
+  load.quarantined = static_cast<int>(quarantine_.size());
   load.num_preemptions = core_->scheduler().num_preemptions();
   absl::MutexLock lock(&mu_);
   load_ = load;
@@ -245,12 +261,13 @@ void Engine::Loop() {
       // Idle: sleep until a command arrives. Bounded, so stop and import deadlines are
       // noticed promptly.
       if (!core_->HasWork()) {
+        // Idle with reservations or quarantined blocks: wake often enough for their deadlines.
         mu_.AwaitWithTimeout(absl::Condition(
                                  +[](Engine* e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
                                    return !e->queue_.empty() || e->stop_;
                                  },
                                  this),
-                             absl::Milliseconds(imports_.empty() ? 100 : 10));
+                             absl::Milliseconds(imports_.empty() && quarantine_.empty() ? 100 : 10));
       }
       commands.swap(queue_);
       stop = stop_;
@@ -258,6 +275,7 @@ void Engine::Loop() {
     for (Command& c : commands) Apply(c);
     if (stop) break;
     ExpireImports();
+    ReleaseQuarantine(/*all=*/false);
     if (core_->HasWork()) {
       std::vector<RequestOutput> outputs = core_->Step();
       Deliver(outputs);
@@ -272,6 +290,7 @@ void Engine::Loop() {
     pending.on_reserved = nullptr;
     EndImport(pending, absl::OkStatus());
   }
+  ReleaseQuarantine(/*all=*/true);
   for (auto& [id, cb] : callbacks_) core_->Abort(id);
   for (int i = 0; i < 4 && core_->HasWork(); ++i) {
     std::vector<RequestOutput> outputs = core_->Step();

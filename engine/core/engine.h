@@ -29,7 +29,12 @@ class Engine {
       std::function<void(const absl::Status& status, const EngineCore::ImportSlot& slot)>;
   using DoneCallback = std::function<void(const absl::Status& status)>;
 
-  explicit Engine(std::unique_ptr<EngineCore> core);
+  // handoff_quarantine: how long the blocks of a reservation that ends without its KV (cancel,
+  // expiry) stay held before reuse. A prefill worker may still be writing into them — a UCX
+  // write that already started lands even after its call was cancelled — so this must exceed
+  // the prefill side's KV transfer timeout. Zero frees at once (no transfers in flight).
+  explicit Engine(std::unique_ptr<EngineCore> core,
+                  absl::Duration handoff_quarantine = absl::ZeroDuration());
   // Stops the thread; requests still running end with finish reason abort.
   ~Engine();
   Engine(const Engine&) = delete;
@@ -59,6 +64,7 @@ class Engine {
     int64_t queued_prefill_tokens = 0;
     int pending_imports = 0;  // reserved or waiting for blocks, KV not yet arrived
     int exported = 0;         // finished prefills whose blocks are still held
+    int quarantined = 0;      // ended reservations whose blocks wait out late writes
     int64_t num_preemptions = 0;
   };
   Load load() const;
@@ -94,6 +100,7 @@ class Engine {
   void Apply(Command& command);
   void ReserveImports();
   void ExpireImports();
+  void ReleaseQuarantine(bool all);
   void EndImport(PendingImport& pending, const absl::Status& status);
   void Deliver(std::vector<RequestOutput>& outputs);
   void PublishLoad();
@@ -105,6 +112,8 @@ class Engine {
   absl::flat_hash_map<SeqId, Callback> callbacks_;          // engine thread only
   absl::flat_hash_map<std::string, SeqId> ids_;             // engine thread only
   std::deque<PendingImport> imports_;                       // engine thread only
+  const absl::Duration handoff_quarantine_;
+  std::deque<std::pair<absl::Time, SeqId>> quarantine_;      // engine thread only, by time
 
   mutable absl::Mutex mu_;
   std::deque<Command> queue_ ABSL_GUARDED_BY(mu_);

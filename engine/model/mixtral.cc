@@ -13,10 +13,10 @@ namespace names = mixtral_names;
 
 struct MixtralModel::Layer {
   DeviceBuffer input_norm, post_norm;
-  DeviceBuffer q, k, v, o;         // [out, in] as in the checkpoint
-  DeviceBuffer router;             // [experts, hidden]
-  std::vector<DeviceBuffer> w13;   // per expert: w1 rows then w3 rows, [2*ffn, hidden]
-  std::vector<DeviceBuffer> w2;    // per expert: [hidden, ffn]
+  Weight q, k, v, o;         // [out, in] as in the checkpoint
+  DeviceBuffer router;       // [experts, hidden], fp32: tiny, and routing decides ties
+  std::vector<Weight> w13;   // per expert: w1 rows then w3 rows, [2*ffn, hidden]
+  std::vector<Weight> w2;    // per expert: [hidden, ffn]
 };
 
 // Per-step activations and index arrays, grown to the largest step seen.
@@ -66,7 +66,7 @@ absl::Status MixtralModel::LoadWeights(const Checkpoint& ckpt) {
                                       static_cast<size_t>(c.vocab_size) * hidden));
   ASSIGN_OR_RETURN(final_norm_, LoadTensor(ckpt, backend_, names::FinalNorm(), hidden));
   if (!c.tie_word_embeddings) {
-    ASSIGN_OR_RETURN(lm_head_, LoadTensor(ckpt, backend_, names::LmHead(),
+    ASSIGN_OR_RETURN(lm_head_, LoadLinear(ckpt, {names::LmHead()},
                                           static_cast<size_t>(c.vocab_size) * hidden));
   }
   layers_.resize(c.num_hidden_layers);
@@ -75,33 +75,68 @@ absl::Status MixtralModel::LoadWeights(const Checkpoint& ckpt) {
     ASSIGN_OR_RETURN(layer.input_norm,
                      LoadTensor(ckpt, backend_, names::InputLayernorm(l), hidden));
     ASSIGN_OR_RETURN(layer.post_norm, LoadTensor(ckpt, backend_, names::PostAttentionLayernorm(l), hidden));
-    ASSIGN_OR_RETURN(layer.q, LoadTensor(ckpt, backend_, names::QProj(l),
-                                         q_dim * hidden));
-    ASSIGN_OR_RETURN(layer.k, LoadTensor(ckpt, backend_, names::KProj(l),
-                                         kv_dim * hidden));
-    ASSIGN_OR_RETURN(layer.v, LoadTensor(ckpt, backend_, names::VProj(l),
-                                         kv_dim * hidden));
-    ASSIGN_OR_RETURN(layer.o, LoadTensor(ckpt, backend_, names::OProj(l),
-                                         hidden * q_dim));
+    ASSIGN_OR_RETURN(layer.q, LoadLinear(ckpt, {names::QProj(l)}, q_dim * hidden));
+    ASSIGN_OR_RETURN(layer.k, LoadLinear(ckpt, {names::KProj(l)}, kv_dim * hidden));
+    ASSIGN_OR_RETURN(layer.v, LoadLinear(ckpt, {names::VProj(l)}, kv_dim * hidden));
+    ASSIGN_OR_RETURN(layer.o, LoadLinear(ckpt, {names::OProj(l)}, hidden * q_dim));
     ASSIGN_OR_RETURN(layer.router,
                      LoadTensor(ckpt, backend_, names::RouterGate(l),
                                 static_cast<size_t>(c.num_local_experts) * hidden));
     for (int e = 0; e < c.num_local_experts; ++e) {
       // w1 (gate) and w3 (up) fused row-wise so one GEMM produces both halves.
-      std::vector<float> host(2 * ffn * hidden);
-      RETURN_IF_ERROR(ckpt.ReadF32(names::ExpertW1(l, e),
-                                   std::span<float>(host.data(), ffn * hidden)));
-      RETURN_IF_ERROR(ckpt.ReadF32(names::ExpertW3(l, e),
-                                   std::span<float>(host.data() + ffn * hidden, ffn * hidden)));
-      ASSIGN_OR_RETURN(DeviceBuffer w13, DeviceBuffer::Create(backend_, host.size() * 4));
-      w13.Upload(std::span<const float>(host));
+      ASSIGN_OR_RETURN(Weight w13, LoadLinear(ckpt, {names::ExpertW1(l, e), names::ExpertW3(l, e)},
+                                              ffn * hidden));
       layer.w13.push_back(std::move(w13));
-      ASSIGN_OR_RETURN(DeviceBuffer w2,
-                       LoadTensor(ckpt, backend_, names::ExpertW2(l, e), hidden * ffn));
+      ASSIGN_OR_RETURN(Weight w2, LoadLinear(ckpt, {names::ExpertW2(l, e)}, hidden * ffn));
       layer.w2.push_back(std::move(w2));
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<MixtralModel::Weight> MixtralModel::LoadLinear(
+    const Checkpoint& ckpt, std::initializer_list<std::string> tensor_names, size_t numel) {
+  bool bf16 = backend_->device() == DeviceKind::kCpu;
+  for (const std::string& name : tensor_names) {
+    ASSIGN_OR_RETURN(TensorView view, ckpt.Get(name));
+    if (static_cast<size_t>(view.numel()) != numel) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' ",
+                                                     ShapeString(view.shape), " has ",
+                                                     view.numel(), " elements, want ", numel));
+    }
+    bf16 = bf16 && view.dtype == DType::kBF16;
+  }
+  Weight w;
+  w.bf16 = bf16;
+  const size_t esize = bf16 ? sizeof(uint16_t) : sizeof(float);
+  ASSIGN_OR_RETURN(w.buf, DeviceBuffer::Create(backend_, tensor_names.size() * numel * esize));
+  size_t offset = 0;
+  std::vector<float> host;
+  for (const std::string& name : tensor_names) {
+    if (bf16) {
+      ASSIGN_OR_RETURN(TensorView view, ckpt.Get(name));
+      backend_->CopyToDevice(static_cast<char*>(w.buf.data()) + offset, view.data, view.nbytes);
+    } else {
+      host.resize(numel);
+      RETURN_IF_ERROR(ckpt.ReadF32(name, std::span<float>(host)));
+      backend_->CopyToDevice(static_cast<char*>(w.buf.data()) + offset, host.data(),
+                             numel * sizeof(float));
+    }
+    offset += numel * esize;
+  }
+  return w;
+}
+
+void MixtralModel::Linear(const Weight& w, int m, int out_dim, int in_dim, const float* x,
+                          float* y, float beta) {
+  kernels::GemmParams p{.m = m, .n = out_dim, .k = in_dim, .a = x, .lda = in_dim,
+                        .ldb = in_dim, .c = y, .ldc = out_dim, .beta = beta};
+  if (w.bf16) {
+    p.b_bf16 = static_cast<const uint16_t*>(w.buf.data());
+  } else {
+    p.b = w.buf.f32();
+  }
+  backend_->Gemm(p);
 }
 
 KvStorageShape MixtralModel::KvShape(int num_blocks, int block_size) const {
@@ -220,10 +255,14 @@ absl::Status MixtralModel::Forward(const ForwardBatch& batch, KvStorage& kv,
                  .src = s.x.f32(), .out = s.logit_x.f32()});
   b->RmsNorm({.rows = num_logit_rows, .dim = c.hidden_size, .x = s.logit_x.f32(),
               .weight = final_norm_.f32(), .out = s.logit_x.f32(), .eps = c.rms_norm_eps});
-  const float* head = c.tie_word_embeddings ? embed_.f32() : lm_head_.f32();
-  b->Gemm({.m = num_logit_rows, .n = c.vocab_size, .k = c.hidden_size, .a = s.logit_x.f32(),
-           .lda = c.hidden_size, .b = head, .ldb = c.hidden_size, .c = s.logits.f32(),
-           .ldc = c.vocab_size});
+  if (c.tie_word_embeddings) {
+    b->Gemm({.m = num_logit_rows, .n = c.vocab_size, .k = c.hidden_size, .a = s.logit_x.f32(),
+             .lda = c.hidden_size, .b = embed_.f32(), .ldb = c.hidden_size,
+             .c = s.logits.f32(), .ldc = c.vocab_size});
+  } else {
+    Linear(lm_head_, num_logit_rows, c.vocab_size, c.hidden_size, s.logit_x.f32(),
+           s.logits.f32());
+  }
   logits->resize(static_cast<size_t>(num_logit_rows) * c.vocab_size);
   b->CopyToHost(logits->data(), s.logits.data(), logits->size() * sizeof(float));
   b->Synchronize();
@@ -242,14 +281,9 @@ absl::Status MixtralModel::RunLayer(int index, int num_tokens, int num_seqs, int
 
   b->RmsNorm({.rows = num_tokens, .dim = hidden, .x = s.x.f32(), .weight = layer.input_norm.f32(),
               .out = s.h.f32(), .eps = c.rms_norm_eps});
-  auto linear = [&](const DeviceBuffer& w, int out_dim, int in_dim, const float* in, float* out,
-                    float beta) {
-    b->Gemm({.m = num_tokens, .n = out_dim, .k = in_dim, .a = in, .lda = in_dim, .b = w.f32(),
-             .ldb = in_dim, .c = out, .ldc = out_dim, .beta = beta});
-  };
-  linear(layer.q, q_dim, hidden, s.h.f32(), s.q.f32(), 0.0f);
-  linear(layer.k, kv_dim, hidden, s.h.f32(), s.k.f32(), 0.0f);
-  linear(layer.v, kv_dim, hidden, s.h.f32(), s.v.f32(), 0.0f);
+  Linear(layer.q, num_tokens, q_dim, hidden, s.h.f32(), s.q.f32());
+  Linear(layer.k, num_tokens, kv_dim, hidden, s.h.f32(), s.k.f32());
+  Linear(layer.v, num_tokens, kv_dim, hidden, s.h.f32(), s.v.f32());
   b->Rope({.num_tokens = num_tokens, .num_heads = c.num_attention_heads,
            .num_kv_heads = c.num_key_value_heads, .head_dim = c.head_dim,
            .positions = s.positions.i32(), .q = s.q.f32(), .k = s.k.f32(),
@@ -266,7 +300,7 @@ absl::Status MixtralModel::RunLayer(int index, int num_tokens, int num_seqs, int
                      .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
                      .out = s.attn.f32()});
   // x += attn · Wo^T: the residual add rides on the GEMM's beta.
-  linear(layer.o, hidden, q_dim, s.attn.f32(), s.x.f32(), 1.0f);
+  Linear(layer.o, num_tokens, hidden, q_dim, s.attn.f32(), s.x.f32(), 1.0f);
 
   b->RmsNorm({.rows = num_tokens, .dim = hidden, .x = s.x.f32(), .weight = layer.post_norm.f32(),
               .out = s.h.f32(), .eps = c.rms_norm_eps});
@@ -326,12 +360,10 @@ absl::Status MixtralModel::RunMoe(const Layer& layer, int num_tokens) {
     s.expert_scale.Upload(std::span<const float>(s.scale_by_expert[e]));
     b->GatherRows({.n = n, .dim = hidden, .rows = s.expert_rows.i32(), .src = s.h.f32(),
                    .out = s.expert_in.f32()});
-    b->Gemm({.m = n, .n = 2 * ffn, .k = hidden, .a = s.expert_in.f32(), .lda = hidden,
-             .b = layer.w13[e].f32(), .ldb = hidden, .c = s.expert_gate_up.f32(), .ldc = 2 * ffn});
+    Linear(layer.w13[e], n, 2 * ffn, hidden, s.expert_in.f32(), s.expert_gate_up.f32());
     b->SiluMul({.rows = n, .dim = ffn, .gate_up = s.expert_gate_up.f32(),
                 .out = s.expert_act.f32()});
-    b->Gemm({.m = n, .n = hidden, .k = ffn, .a = s.expert_act.f32(), .lda = ffn,
-             .b = layer.w2[e].f32(), .ldb = ffn, .c = s.expert_out.f32(), .ldc = hidden});
+    Linear(layer.w2[e], n, hidden, ffn, s.expert_act.f32(), s.expert_out.f32());
     b->ScatterAddRows({.n = n, .dim = hidden, .rows = s.expert_rows.i32(),
                        .scale = s.expert_scale.f32(), .src = s.expert_out.f32(),
                        .dst = s.moe_out.f32()});

@@ -4,8 +4,10 @@
 #ifndef CLEAVE_ENGINE_MODEL_MIXTRAL_H_
 #define CLEAVE_ENGINE_MODEL_MIXTRAL_H_
 
+#include <initializer_list>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -49,16 +51,30 @@ class MixtralModel {
   absl::Status Forward(const ForwardBatch& batch, KvStorage& kv, std::vector<float>* logits);
 
  private:
+  // A linear layer's [out, in] weight: kept in bf16 when the checkpoint stores bf16 and
+  // the backend multiplies from bf16 (the CPU one), which halves the bytes a decode step
+  // streams; the values are exactly the fp32 ones. Otherwise fp32.
+  struct Weight {
+    DeviceBuffer buf;
+    bool bf16 = false;
+  };
   struct Layer;
   struct Scratch;
   MixtralModel(const ModelConfig& config, Backend* backend);
   absl::Status LoadWeights(const Checkpoint& checkpoint);
+  // Loads the tensors `names` (each `numel` elements) stacked row-wise into one weight.
+  absl::StatusOr<Weight> LoadLinear(const Checkpoint& checkpoint,
+                                    std::initializer_list<std::string> names, size_t numel);
+  // y[m, out] = x[m, in] W^T (+ beta * y).
+  void Linear(const Weight& w, int m, int out_dim, int in_dim, const float* x, float* y,
+              float beta = 0.0f);
   absl::Status RunLayer(int index, int num_tokens, int num_seqs, int max_blocks, KvStorage& kv);
   absl::Status RunMoe(const Layer& layer, int num_tokens);
 
   ModelConfig config_;
   Backend* backend_;
-  DeviceBuffer embed_, final_norm_, lm_head_;  // lm_head_ empty when tied
+  DeviceBuffer embed_, final_norm_;
+  Weight lm_head_;  // empty when tied
   std::vector<Layer> layers_;
   std::unique_ptr<Scratch> scratch_;
 };

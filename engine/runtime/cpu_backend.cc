@@ -1,8 +1,8 @@
 // The CPU backend: host memory, kernels/cpu. Copies are memcpy; ops run synchronously.
+#include <cblas.h>
+
 #include <cstdlib>
 #include <cstring>
-
-#include <cblas.h>
 
 #include "absl/strings/str_cat.h"
 #include "cleave/kernels/cpu.h"

@@ -179,12 +179,9 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
 
 absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::Load(
     const std::string& path) {
-  std::string error;
-  std::unique_ptr<spm::Processor> processor = spm::Processor::Load(path, &error);
-  if (processor == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", error));
-  }
-  auto tokenizer = Create(std::move(processor));
+  absl::StatusOr<std::unique_ptr<spm::Processor>> processor = spm::Processor::Load(path);
+  absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> tokenizer =
+      processor.ok() ? Create(std::move(*processor)) : processor.status();
   if (!tokenizer.ok()) {
     return absl::Status(tokenizer.status().code(),
                         absl::StrCat(path, ": ", tokenizer.status().message()));
@@ -194,19 +191,17 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
 
 absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::FromSerializedProto(
     std::string_view model_proto) {
-  std::string error;
-  std::unique_ptr<spm::Processor> processor = spm::Processor::LoadSerialized(model_proto, &error);
-  if (processor == nullptr) return absl::InvalidArgumentError(error);
+  ASSIGN_OR_RETURN(std::unique_ptr<spm::Processor> processor,
+                   spm::Processor::LoadSerialized(model_proto));
   return Create(std::move(processor));
 }
 
 std::vector<int> SentencePieceTokenizer::Encode(std::string_view text, bool add_bos) const {
   std::vector<int> ids;
-  std::string error;
-  if (!processor_->Encode(text, &ids, &error)) {
+  if (const absl::Status status = processor_->Encode(text, &ids); !status.ok()) {
     // Only a model that failed to load makes the library refuse, and Create rules that
     // out; say so loudly rather than crash a serving process.
-    LOG_ERROR("SentencePiece encode failed: {}", error);
+    LOG_ERROR("{}", status.ToString());
     ids.clear();
   }
   if (add_bos && bos_id_ >= 0) ids.insert(ids.begin(), bos_id_);

@@ -25,6 +25,7 @@ EngineConfig EngineConfigFromFlags() {
 
 absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const std::string& model_dir,
                                                    const EngineConfig& config,
+                                                   absl::Duration handoff_quarantine,
                                                    std::unique_ptr<Backend>* backend) {
   RETURN_IF_ERROR(config.scheduler.Validate());
   ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::Open(model_dir));
@@ -32,7 +33,7 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const std::string& model_dir,
   *backend = MakeCpuBackend();
   ASSIGN_OR_RETURN(auto model, MixtralModel::Load(*checkpoint, backend->get()));
   ASSIGN_OR_RETURN(auto core, EngineCore::Create(std::move(model), std::move(tokenizer), config));
-  return std::make_unique<Engine>(std::move(core));
+  return std::make_unique<Engine>(std::move(core), handoff_quarantine);
 }
 
 v1::WorkerLoad LoadToProto(const Engine::Load& load) {

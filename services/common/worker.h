@@ -23,6 +23,7 @@ EngineConfig EngineConfigFromFlags();
 // Loads the checkpoint in model_dir on the CPU backend and starts its engine thread.
 absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const std::string& model_dir,
                                                    const EngineConfig& config,
+                                                   absl::Duration handoff_quarantine,
                                                    std::unique_ptr<Backend>* backend);
 
 v1::WorkerLoad LoadToProto(const Engine::Load& load);

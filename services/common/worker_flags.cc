@@ -17,6 +17,10 @@ ABSL_FLAG(int, max_prefill_chunk, 0, "tokens of one prompt per step; 0: the step
 ABSL_FLAG(bool, enable_prefix_caching, true, "share KV blocks of common prompt prefixes");
 ABSL_FLAG(std::string, ucx_tls, "", "UCX transports for KV transfer (UCX_TLS syntax); empty: UCX's choice");
 ABSL_FLAG(int, kv_transfer_timeout_ms, 10000, "a KV transfer to an unresponsive peer fails after this");
+ABSL_FLAG(int, handoff_quarantine_ms, 12000,
+          "decode: blocks of a handoff that ended without its KV stay unused this long, so a "
+          "late UCX write cannot land in another request's blocks; keep it above the prefill "
+          "workers' --kv_transfer_timeout_ms");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
 
 namespace cleave {
@@ -32,6 +36,7 @@ std::string CheckWorkerFlags() {
   if (absl::GetFlag(FLAGS_router).empty()) return "--router: required (host:port)";
   if (absl::GetFlag(FLAGS_kv_cache_mib) <= 0) return "--kv_cache_mib: must be positive";
   if (absl::GetFlag(FLAGS_block_size) <= 0) return "--block_size: must be positive";
+  if (absl::GetFlag(FLAGS_handoff_quarantine_ms) < 0) return "--handoff_quarantine_ms: must be >= 0";
   if (absl::GetFlag(FLAGS_kv_transfer_timeout_ms) <= 0) {
     return "--kv_transfer_timeout_ms: must be positive";
   }

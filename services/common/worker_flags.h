@@ -21,6 +21,7 @@ ABSL_DECLARE_FLAG(int, max_prefill_chunk);
 ABSL_DECLARE_FLAG(bool, enable_prefix_caching);
 ABSL_DECLARE_FLAG(std::string, ucx_tls);
 ABSL_DECLARE_FLAG(int, kv_transfer_timeout_ms);
+ABSL_DECLARE_FLAG(int, handoff_quarantine_ms);
 ABSL_DECLARE_FLAG(std::string, log_level);
 
 namespace cleave {

@@ -38,7 +38,8 @@ int RunWorker(int argc, char** argv, const char* binary, v1::WorkerRole role,
                     : absl::GetFlag(FLAGS_instance);
 
   std::unique_ptr<Backend> backend;
-  auto engine = LoadEngine(absl::GetFlag(FLAGS_model), EngineConfigFromFlags(), &backend);
+  auto engine = LoadEngine(absl::GetFlag(FLAGS_model), EngineConfigFromFlags(),
+                           absl::Milliseconds(absl::GetFlag(FLAGS_handoff_quarantine_ms)), &backend);
   if (!engine.ok()) return fail(engine.status().ToString(), 1);
   auto metrics = ServiceMetrics::Create(host, absl::GetFlag(FLAGS_metrics_port), wc.instance);
   if (!metrics.ok()) return fail(metrics.status().ToString(), 1);

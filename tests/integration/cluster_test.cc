@@ -468,6 +468,8 @@ TEST(ClusterFaultTest, KilledPrefillWorkerFailsItsRequestsAndTheSurvivorServes) 
   // Slow prefill on purpose: 8 tokens a step, so prompts queue on the prefill workers.
   o.max_num_batched_tokens = 8;
   o.max_prefill_chunk = 8;
+  // Reservations orphaned by the dead prefill worker are held this long against late writes.
+  o.decode_flags = {"--handoff_quarantine_ms=1000"};
   auto cluster = TestCluster::Start(o);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   auto stub = (*cluster)->GenerationStub();

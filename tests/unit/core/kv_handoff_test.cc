@@ -7,6 +7,9 @@
 #include <random>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "engine/core/engine.h"
 #include "engine/core/engine_core.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -180,6 +183,76 @@ TEST(KvHandoffEdgeTest, AbortedExportFreesItsBlocks) {
   EXPECT_TRUE(outs[0].exported_blocks.empty());
   EXPECT_EQ(engine->num_exported(), 0);
   EXPECT_EQ(engine->kv_manager().num_free_blocks(), engine->kv_manager().num_total_blocks());
+}
+
+// Load as the engine thread last published it, once `pred` holds (bounded).
+template <typename Pred>
+Engine::Load AwaitLoad(const Engine& engine, Pred pred, absl::Duration bound = absl::Seconds(5)) {
+  const absl::Time deadline = absl::Now() + bound;
+  Engine::Load load = engine.load();
+  while (!pred(load) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+    load = engine.load();
+  }
+  return load;
+}
+
+// A cancelled handoff's blocks stay held for the quarantine (a late UCX write may still land
+// in them), then return to the pool.
+TEST(KvHandoffEngineTest, CancelledReservationIsQuarantinedThenFreed) {
+  auto core = cleave::testing::MakeEngine(cleave::testing::TinyCheckpoint(), {});
+  const int total = core->kv_manager().num_total_blocks();
+  Engine engine(std::move(core), absl::Milliseconds(600));
+  absl::Notification reserved, ended;
+  FinishReason reason = FinishReason::kNone;
+  engine.SubmitImport(
+      Request(std::vector<int>(40, 9), 4, 0.0f),
+      [&](const absl::Status& st, const EngineCore::ImportSlot& slot) {
+        EXPECT_TRUE(st.ok()) << st;
+        EXPECT_EQ(slot.blocks.size(), 3u);
+        reserved.Notify();
+      },
+      [&](const absl::Status& st, const RequestOutput& out) {
+        reason = out.finish_reason;
+        if (out.finished) ended.Notify();
+      },
+      absl::Seconds(30));
+  ASSERT_TRUE(reserved.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  const absl::Time aborted = absl::Now();
+  engine.Abort("r");
+  ASSERT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_EQ(reason, FinishReason::kAbort);
+  Engine::Load held = AwaitLoad(engine, [](const Engine::Load& l) { return l.quarantined == 1; });
+  EXPECT_EQ(held.quarantined, 1);
+  EXPECT_EQ(held.free_kv_blocks, total - 3);
+  Engine::Load freed =
+      AwaitLoad(engine, [&](const Engine::Load& l) { return l.free_kv_blocks == total; });
+  EXPECT_EQ(freed.free_kv_blocks, total);
+  EXPECT_EQ(freed.quarantined, 0);
+  EXPECT_GE(absl::Now() - aborted, absl::Milliseconds(600));
+}
+
+// An import whose KV never arrives expires (the router or prefill worker died) and ends with
+// abort, so the stream does not hang.
+TEST(KvHandoffEngineTest, ReservationThatNeverCompletesExpires) {
+  auto core = cleave::testing::MakeEngine(cleave::testing::TinyCheckpoint(), {});
+  const int total = core->kv_manager().num_total_blocks();
+  Engine engine(std::move(core));
+  absl::Notification ended;
+  absl::Status status;
+  engine.SubmitImport(
+      Request({5, 6, 7}, 4, 0.0f), [](const absl::Status&, const EngineCore::ImportSlot&) {},
+      [&](const absl::Status& st, const RequestOutput& out) {
+        status = st;
+        if (out.finished) ended.Notify();
+      },
+      absl::Milliseconds(200));
+  ASSERT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_TRUE(absl::IsDeadlineExceeded(status)) << status;
+  EXPECT_EQ(AwaitLoad(engine, [&](const Engine::Load& l) {
+              return l.free_kv_blocks == total;
+            }).free_kv_blocks,
+            total);
 }
 
 }  // namespace
