@@ -76,8 +76,8 @@ void Destroy(CleaveSpProcessor* p) { delete p; }
 int Encode(const CleaveSpProcessor* p, const char* text, size_t size, CleaveSpIdsSink ids_sink,
            void* ids_ctx, CleaveSpBytesSink error, void* error_ctx) {
   std::vector<int> ids;
-  const bool ok = Guarded(
-      [&] { return p->processor.Encode(std::string_view(text, size), &ids); }, error, error_ctx);
+  const bool ok = Guarded([&] { return p->processor.Encode(std::string_view(text, size), &ids); },
+                          error, error_ctx);
   if (ok) ids_sink(ids_ctx, ids.data(), ids.size());
   return ok ? 1 : 0;
 }
@@ -85,9 +85,9 @@ int Encode(const CleaveSpProcessor* p, const char* text, size_t size, CleaveSpId
 int DecodeIds(const CleaveSpProcessor* p, const int* ids, size_t count, CleaveSpBytesSink text_sink,
               void* text_ctx) {
   std::string text;
-  const bool ok = Guarded(
-      [&] { return p->processor.Decode(std::vector<int>(ids, ids + count), &text); }, nullptr,
-      nullptr);
+  const bool ok =
+      Guarded([&] { return p->processor.Decode(std::vector<int>(ids, ids + count), &text); },
+              nullptr, nullptr);
   if (ok) Send(text_sink, text_ctx, text);
   return ok ? 1 : 0;
 }

@@ -63,8 +63,7 @@ typedef struct CleaveSpApi {
   // Ids outside [0, piece_size) give an empty piece and no flags.
   void (*id_to_piece)(const CleaveSpProcessor* p, int id, CleaveSpBytesSink piece, void* ctx);
   uint32_t (*piece_type)(const CleaveSpProcessor* p, int id);  // CLEAVE_SP_PIECE_* flags
-  void (*serialized_model_proto)(const CleaveSpProcessor* p, CleaveSpBytesSink proto,
-                                 void* ctx);
+  void (*serialized_model_proto)(const CleaveSpProcessor* p, CleaveSpBytesSink proto, void* ctx);
 } CleaveSpApi;
 
 typedef const CleaveSpApi* (*CleaveSpEntryPoint)(uint32_t abi_version);

@@ -55,10 +55,10 @@ absl::StatusOr<const CleaveSpApi*> OpenModule(const std::string& path) {
   if (api == nullptr) {
     dlclose(handle);
     return absl::FailedPreconditionError(
-        entry == nullptr
-            ? absl::StrCat("no ", CLEAVE_SP_ENTRY_POINT, " symbol: not a cleave SentencePiece module")
-            : absl::StrCat("built for another ABI version than ", CLEAVE_SP_ABI_VERSION,
-                           " (a stale build?)"));
+        entry == nullptr ? absl::StrCat("no ", CLEAVE_SP_ENTRY_POINT,
+                                        " symbol: not a cleave SentencePiece module")
+                         : absl::StrCat("built for another ABI version than ",
+                                        CLEAVE_SP_ABI_VERSION, " (a stale build?)"));
   }
   return api;
 }
@@ -79,8 +79,8 @@ absl::StatusOr<const Module*> LoadedModule() {
     failures.push_back(absl::StrCat(path, " (", api.status().message(), ")"));
   }
   const std::string message = absl::StrCat(
-      "cannot load ", kModuleFileName, ", the module that reads SentencePiece models; tried: ",
-      absl::StrJoin(failures, "; "),
+      "cannot load ", kModuleFileName,
+      ", the module that reads SentencePiece models; tried: ", absl::StrJoin(failures, "; "),
       ". Set ", kModuleEnvVar, " to the module's path.");
   return any_file ? absl::FailedPreconditionError(message) : absl::NotFoundError(message);
 }
@@ -104,7 +104,9 @@ std::vector<std::string> ModuleSearchPath() {
   if (const char* env = std::getenv(kModuleEnvVar); env != nullptr && *env != '\0') return {env};
   std::vector<std::string> paths;
   auto add = [&](std::string path) {
-    if (std::find(paths.begin(), paths.end(), path) == paths.end()) paths.push_back(std::move(path));
+    if (std::find(paths.begin(), paths.end(), path) == paths.end()) {
+      paths.push_back(std::move(path));
+    }
   };
   auto add_beside = [&](const fs::path& binary) {
     if (binary.is_absolute()) add((binary.parent_path() / kModuleFileName).string());

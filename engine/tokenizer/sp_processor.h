@@ -64,7 +64,7 @@ class Processor {
  private:
   Processor(const CleaveSpApi* api, CleaveSpProcessor* handle) : api_(api), handle_(handle) {}
 
-  const CleaveSpApi* api_;      // the module's table, never unloaded
+  const CleaveSpApi* api_;     // the module's table, never unloaded
   CleaveSpProcessor* handle_;  // owned; freed by the module
 };
 

@@ -3,10 +3,6 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 
-ABSL_FLAG(std::string, host, "127.0.0.1", "address to listen on");
-ABSL_FLAG(int, port, 0, "gRPC port (required)");
-ABSL_FLAG(int, metrics_port, 0, "Prometheus /metrics port; 0: no metrics endpoint");
-ABSL_FLAG(std::string, model, "", "checkpoint directory (config.json, safetensors, tokenizer)");
 ABSL_FLAG(std::string, router, "", "router address host:port to register with");
 ABSL_FLAG(std::string, instance, "", "instance name in logs and stats (default role-port)");
 ABSL_FLAG(int64_t, kv_cache_mib, 256, "KV cache size in MiB");
@@ -21,18 +17,11 @@ ABSL_FLAG(int, handoff_quarantine_ms, 12000,
           "decode: blocks of a handoff that ended without its KV stay unused this long, so a "
           "late UCX write cannot land in another request's blocks; keep it above the prefill "
           "workers' --kv_transfer_timeout_ms");
-ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
 
 namespace cleave {
 
 std::string CheckWorkerFlags() {
-  if (absl::GetFlag(FLAGS_port) <= 0 || absl::GetFlag(FLAGS_port) > 65535) {
-    return absl::StrCat("--port: ", absl::GetFlag(FLAGS_port), " is not a port (1-65535)");
-  }
-  if (absl::GetFlag(FLAGS_metrics_port) < 0 || absl::GetFlag(FLAGS_metrics_port) > 65535) {
-    return "--metrics_port: not a port (0-65535)";
-  }
-  if (absl::GetFlag(FLAGS_model).empty()) return "--model: required (a checkpoint directory)";
+  if (std::string err = CheckServiceFlags(); !err.empty()) return err;
   if (absl::GetFlag(FLAGS_router).empty()) return "--router: required (host:port)";
   if (absl::GetFlag(FLAGS_kv_cache_mib) <= 0) return "--kv_cache_mib: must be positive";
   if (absl::GetFlag(FLAGS_block_size) <= 0) return "--block_size: must be positive";

@@ -1,4 +1,4 @@
-// Flags every worker binary takes (defined once in worker_flags.cc).
+// Flags every worker binary takes besides the service flags (defined once in worker_flags.cc).
 #ifndef CLEAVE_SERVICES_COMMON_WORKER_FLAGS_H_
 #define CLEAVE_SERVICES_COMMON_WORKER_FLAGS_H_
 
@@ -6,11 +6,8 @@
 #include <string>
 
 #include "absl/flags/declare.h"
+#include "services/common/service_flags.h"
 
-ABSL_DECLARE_FLAG(std::string, host);
-ABSL_DECLARE_FLAG(int, port);
-ABSL_DECLARE_FLAG(int, metrics_port);
-ABSL_DECLARE_FLAG(std::string, model);
 ABSL_DECLARE_FLAG(std::string, router);
 ABSL_DECLARE_FLAG(std::string, instance);
 ABSL_DECLARE_FLAG(int64_t, kv_cache_mib);
@@ -22,10 +19,9 @@ ABSL_DECLARE_FLAG(bool, enable_prefix_caching);
 ABSL_DECLARE_FLAG(std::string, ucx_tls);
 ABSL_DECLARE_FLAG(int, kv_transfer_timeout_ms);
 ABSL_DECLARE_FLAG(int, handoff_quarantine_ms);
-ABSL_DECLARE_FLAG(std::string, log_level);
 
 namespace cleave {
-// Checks the flags common to workers; a message naming the flag on error.
+// Checks the service and worker flags; a message naming the flag on error.
 std::string CheckWorkerFlags();
 }  // namespace cleave
 

@@ -10,18 +10,14 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/util/log.h"
 #include "services/common/server.h"
+#include "services/common/service_flags.h"
 #include "services/router/generation_service.h"
 #include "services/router/registry_service.h"
 
-ABSL_FLAG(std::string, host, "127.0.0.1", "address to listen on");
-ABSL_FLAG(int, port, 0, "gRPC port (required)");
-ABSL_FLAG(int, metrics_port, 0, "Prometheus /metrics port; 0: no metrics endpoint");
-ABSL_FLAG(std::string, model, "", "checkpoint directory: the router reads its config and tokenizer");
 ABSL_FLAG(std::string, model_name, "", "the name clients see (default: the directory's name)");
 ABSL_FLAG(std::string, policy, "least_load", "routing policy: round_robin or least_load");
 ABSL_FLAG(int, heartbeat_interval_ms, 500, "how often workers report their load");
 ABSL_FLAG(int, heartbeat_timeout_ms, 2000, "a worker silent this long is dropped");
-ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
 
 namespace {
 
@@ -37,10 +33,9 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   cleave::InstallShutdownSignals();
   cleave::SetLogLevel(absl::GetFlag(FLAGS_log_level).c_str());
+  if (std::string err = cleave::CheckServiceFlags(); !err.empty()) return Fail(err, 2);
   const int port = absl::GetFlag(FLAGS_port);
-  if (port <= 0 || port > 65535) return Fail("--port: required, 1-65535", 2);
   const std::string model_dir = absl::GetFlag(FLAGS_model);
-  if (model_dir.empty()) return Fail("--model: required (a checkpoint directory)", 2);
   if (absl::GetFlag(FLAGS_heartbeat_interval_ms) <= 0 ||
       absl::GetFlag(FLAGS_heartbeat_timeout_ms) <= absl::GetFlag(FLAGS_heartbeat_interval_ms)) {
     return Fail("--heartbeat_timeout_ms: must exceed --heartbeat_interval_ms (> 0)", 2);

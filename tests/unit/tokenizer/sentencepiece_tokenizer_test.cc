@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/tokenizer/byte_tokenizer.h"
+#include "engine/tokenizer/sp_processor.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/utf8.h"
 #include "gmock/gmock.h"
@@ -298,6 +299,11 @@ TEST_F(SentencePieceTest, LoadTokenizerPrefersTokenizerModel) {
   EXPECT_EQ((*tok)->kind(), "sentencepiece");
   EXPECT_EQ((*tok)->vocab_size(), kVocab);
   EXPECT_EQ((*tok)->Decode((*tok)->Encode("hello world", true)), "hello world");
+  // This binary links libsentencepiece for training, but the tokenizer has no
+  // SentencePiece code of its own: it went through the module.
+  const absl::StatusOr<std::string> module = spm::ModulePath();
+  ASSERT_TRUE(module.ok()) << module.status();
+  EXPECT_THAT(*module, ::testing::EndsWith(spm::kModuleFileName));
 
   dir.Write("tokenizer.model", "not a model");
   auto bad = LoadTokenizer(dir.path());

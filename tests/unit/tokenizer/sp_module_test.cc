@@ -45,8 +45,7 @@ TEST(SentencePieceModuleTest, MissingModuleIsANamedError) {
   auto tok = LoadTokenizer(dir.path());
   ASSERT_FALSE(tok.ok());
   EXPECT_EQ(tok.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(std::string(tok.status().message()),
-              HasSubstr(missing + " (no such file)"));
+  EXPECT_THAT(std::string(tok.status().message()), HasSubstr(missing + " (no such file)"));
   EXPECT_THAT(std::string(tok.status().message()), HasSubstr(spm::kModuleEnvVar));
   EXPECT_THAT(std::string(tok.status().message()), HasSubstr("tokenizer.model"));
 
@@ -72,8 +71,7 @@ TEST(SentencePieceModuleTest, ALibraryWithoutTheEntryPointIsRefused) {
   ScopedModuleOverride override("libc.so.6");
   const absl::StatusOr<std::string> path = spm::ModulePath();
   ASSERT_FALSE(path.ok());
-  EXPECT_THAT(std::string(path.status().message()),
-              HasSubstr("not a cleave SentencePiece module"));
+  EXPECT_THAT(std::string(path.status().message()), HasSubstr("not a cleave SentencePiece module"));
 }
 
 }  // namespace

@@ -20,9 +20,10 @@ constexpr char kDefaultArgs[] =
 
 std::vector<std::string> Corpus() {
   const std::vector<std::string> words = {
-      "hi",     "hello",   "world", "the",   "experts", "said", "model", "token", "router",
-      "layer",  "prefill", "decode", "cache", "quick",  "brown", "fox",  "caf\xC3\xA9",
-      "\xE4\xB8\xAD\xE6\x96\x87", "12", "345"};
+      "hi",    "hello", "world",  "the",   "experts",     "said",
+      "model", "token", "router", "layer", "prefill",     "decode",
+      "cache", "quick", "brown",  "fox",   "caf\xC3\xA9", "\xE4\xB8\xAD\xE6\x96\x87",
+      "12",    "345"};
   std::mt19937 rng(7);
   std::vector<std::string> lines;
   for (int i = 0; i < 1500; ++i) {
