@@ -12,6 +12,7 @@ int MakeModelCommand(int argc, char** argv);
 int RunCommand(int argc, char** argv);
 int UpCommand(int argc, char** argv);
 int GenerateCommand(int argc, char** argv);
+int PlanCommand(int argc, char** argv);
 
 }  // namespace cleave::cli
 

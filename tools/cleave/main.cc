@@ -15,6 +15,7 @@ void PrintHelp() {
       "  run          generate offline from a checkpoint, streaming text to stdout\n"
       "  up           start a local cluster (router, prefill, decode) from a YAML spec\n"
       "  generate     send requests to a router; stream text, or measure load\n"
+      "  plan         check, estimate or search parallel layouts (no GPU needed)\n"
       "run 'cleave <command> --help' for a command's flags\n",
       stderr);
 }
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
   if (command == "run") return cleave::cli::RunCommand(argc - 2, argv + 2);
   if (command == "up") return cleave::cli::UpCommand(argc - 2, argv + 2);
   if (command == "generate") return cleave::cli::GenerateCommand(argc - 2, argv + 2);
+  if (command == "plan") return cleave::cli::PlanCommand(argc - 2, argv + 2);
   std::fprintf(stderr, "cleave: unknown command '%s'\n", command.c_str());
   PrintHelp();
   return 2;
