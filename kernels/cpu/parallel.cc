@@ -6,7 +6,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -94,18 +93,11 @@ class Pool {
   std::atomic<int> done_{0};            // workers finished with this generation
 };
 
-// CLEAVE_CPU_THREADS when set, else OpenBLAS's own count (OPENBLAS_NUM_THREADS, else
-// the cores), read before Init turns OpenBLAS down to one thread.
-int ConfiguredThreads() {
-  int n = 0;
-  if (const char* env = std::getenv("CLEAVE_CPU_THREADS")) n = std::atoi(env);
-  if (n <= 0) n = openblas_get_num_threads();
-  return std::clamp(n, 1, 256);
-}
-
 Pool& GetPool() {
-  // Leaked: the workers must outlive every static that might still run a kernel at exit.
-  static Pool* pool = new Pool(ConfiguredThreads() - 1);
+  // Sized from OpenBLAS's own thread count (OPENBLAS_NUM_THREADS, else the cores), read
+  // before Init turns OpenBLAS down to one thread. Leaked: the workers must outlive every
+  // static that might still run a kernel at exit.
+  static Pool* pool = new Pool(std::max(1, openblas_get_num_threads()) - 1);
   return *pool;
 }
 
