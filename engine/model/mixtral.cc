@@ -13,10 +13,10 @@ namespace names = mixtral_names;
 
 struct MixtralModel::Layer {
   DeviceBuffer input_norm, post_norm;
-  Weight q, k, v, o;         // [out, in] as in the checkpoint
-  DeviceBuffer router;       // [experts, hidden], fp32: tiny, and routing decides ties
-  std::vector<Weight> w13;   // per expert: w1 rows then w3 rows, [2*ffn, hidden]
-  std::vector<Weight> w2;    // per expert: [hidden, ffn]
+  Weight q, k, v, o;        // [out, in] as in the checkpoint
+  DeviceBuffer router;      // [experts, hidden], fp32: tiny, and routing decides ties
+  std::vector<Weight> w13;  // per expert: w1 rows then w3 rows, [2*ffn, hidden]
+  std::vector<Weight> w2;   // per expert: [hidden, ffn]
 };
 
 // Per-step activations and index arrays, grown to the largest step seen.
@@ -51,7 +51,7 @@ absl::StatusOr<DeviceBuffer> LoadTensor(const Checkpoint& ckpt, Backend* backend
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MixtralModel>> MixtralModel::Load(const Checkpoint& checkpoint,
-                                                                  Backend* backend) {
+                                                                 Backend* backend) {
   std::unique_ptr<MixtralModel> model(new MixtralModel(checkpoint.config(), backend));
   RETURN_IF_ERROR(model->LoadWeights(checkpoint));
   return model;
@@ -66,22 +66,22 @@ absl::Status MixtralModel::LoadWeights(const Checkpoint& ckpt) {
                                       static_cast<size_t>(c.vocab_size) * hidden));
   ASSIGN_OR_RETURN(final_norm_, LoadTensor(ckpt, backend_, names::FinalNorm(), hidden));
   if (!c.tie_word_embeddings) {
-    ASSIGN_OR_RETURN(lm_head_, LoadLinear(ckpt, {names::LmHead()},
-                                          static_cast<size_t>(c.vocab_size) * hidden));
+    ASSIGN_OR_RETURN(
+        lm_head_, LoadLinear(ckpt, {names::LmHead()}, static_cast<size_t>(c.vocab_size) * hidden));
   }
   layers_.resize(c.num_hidden_layers);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     Layer& layer = layers_[l];
     ASSIGN_OR_RETURN(layer.input_norm,
                      LoadTensor(ckpt, backend_, names::InputLayernorm(l), hidden));
-    ASSIGN_OR_RETURN(layer.post_norm, LoadTensor(ckpt, backend_, names::PostAttentionLayernorm(l), hidden));
+    ASSIGN_OR_RETURN(layer.post_norm,
+                     LoadTensor(ckpt, backend_, names::PostAttentionLayernorm(l), hidden));
     ASSIGN_OR_RETURN(layer.q, LoadLinear(ckpt, {names::QProj(l)}, q_dim * hidden));
     ASSIGN_OR_RETURN(layer.k, LoadLinear(ckpt, {names::KProj(l)}, kv_dim * hidden));
     ASSIGN_OR_RETURN(layer.v, LoadLinear(ckpt, {names::VProj(l)}, kv_dim * hidden));
     ASSIGN_OR_RETURN(layer.o, LoadLinear(ckpt, {names::OProj(l)}, hidden * q_dim));
-    ASSIGN_OR_RETURN(layer.router,
-                     LoadTensor(ckpt, backend_, names::RouterGate(l),
-                                static_cast<size_t>(c.num_local_experts) * hidden));
+    ASSIGN_OR_RETURN(layer.router, LoadTensor(ckpt, backend_, names::RouterGate(l),
+                                              static_cast<size_t>(c.num_local_experts) * hidden));
     for (int e = 0; e < c.num_local_experts; ++e) {
       // w1 (gate) and w3 (up) fused row-wise so one GEMM produces both halves.
       ASSIGN_OR_RETURN(Weight w13, LoadLinear(ckpt, {names::ExpertW1(l, e), names::ExpertW3(l, e)},
@@ -101,8 +101,8 @@ absl::StatusOr<MixtralModel::Weight> MixtralModel::LoadLinear(
     ASSIGN_OR_RETURN(TensorView view, ckpt.Get(name));
     if (static_cast<size_t>(view.numel()) != numel) {
       return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' ",
-                                                     ShapeString(view.shape), " has ",
-                                                     view.numel(), " elements, want ", numel));
+                                                     ShapeString(view.shape), " has ", view.numel(),
+                                                     " elements, want ", numel));
     }
     bf16 = bf16 && view.dtype == DType::kBF16;
   }
@@ -127,10 +127,17 @@ absl::StatusOr<MixtralModel::Weight> MixtralModel::LoadLinear(
   return w;
 }
 
-void MixtralModel::Linear(const Weight& w, int m, int out_dim, int in_dim, const float* x,
-                          float* y, float beta) {
-  kernels::GemmParams p{.m = m, .n = out_dim, .k = in_dim, .a = x, .lda = in_dim,
-                        .ldb = in_dim, .c = y, .ldc = out_dim, .beta = beta};
+void MixtralModel::Linear(const Weight& w, int m, int out_dim, int in_dim, const float* x, float* y,
+                          float beta) {
+  kernels::GemmParams p{.m = m,
+                        .n = out_dim,
+                        .k = in_dim,
+                        .a = x,
+                        .lda = in_dim,
+                        .ldb = in_dim,
+                        .c = y,
+                        .ldc = out_dim,
+                        .beta = beta};
   if (w.bf16) {
     p.b_bf16 = static_cast<const uint16_t*>(w.buf.data());
   } else {
@@ -193,9 +200,8 @@ absl::Status MixtralModel::Forward(const ForwardBatch& batch, KvStorage& kv,
     for (int i = 0; i < n; ++i) {
       const int tok = s.tokens[i];
       if (tok < 0 || tok >= c.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("seqs[", si, "]: token id ", tok,
-                                                       " outside the vocabulary [0, ",
-                                                       c.vocab_size, ")"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "seqs[", si, "]: token id ", tok, " outside the vocabulary [0, ", c.vocab_size, ")"));
       }
       const int pos = s.start_pos + i;
       ids.push_back(tok);
@@ -243,25 +249,40 @@ absl::Status MixtralModel::Forward(const ForwardBatch& batch, KvStorage& kv,
   s.block_tables.Upload(std::span<const int32_t>(block_tables));
   if (num_logit_rows > 0) s.logit_rows.Upload(std::span<const int32_t>(logit_rows));
 
-  b->Embedding({.num_tokens = num_tokens, .dim = c.hidden_size, .ids = s.ids.i32(),
-                .table = embed_.f32(), .out = s.x.f32()});
+  b->Embedding({.num_tokens = num_tokens,
+                .dim = c.hidden_size,
+                .ids = s.ids.i32(),
+                .table = embed_.f32(),
+                .out = s.x.f32()});
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     RETURN_IF_ERROR(RunLayer(l, num_tokens, num_seqs, max_blocks, kv));
   }
   if (num_logit_rows == 0) return absl::OkStatus();
 
   // Only the rows that need logits go through the final norm and the LM head.
-  b->GatherRows({.n = num_logit_rows, .dim = c.hidden_size, .rows = s.logit_rows.i32(),
-                 .src = s.x.f32(), .out = s.logit_x.f32()});
-  b->RmsNorm({.rows = num_logit_rows, .dim = c.hidden_size, .x = s.logit_x.f32(),
-              .weight = final_norm_.f32(), .out = s.logit_x.f32(), .eps = c.rms_norm_eps});
+  b->GatherRows({.n = num_logit_rows,
+                 .dim = c.hidden_size,
+                 .rows = s.logit_rows.i32(),
+                 .src = s.x.f32(),
+                 .out = s.logit_x.f32()});
+  b->RmsNorm({.rows = num_logit_rows,
+              .dim = c.hidden_size,
+              .x = s.logit_x.f32(),
+              .weight = final_norm_.f32(),
+              .out = s.logit_x.f32(),
+              .eps = c.rms_norm_eps});
   if (c.tie_word_embeddings) {
-    b->Gemm({.m = num_logit_rows, .n = c.vocab_size, .k = c.hidden_size, .a = s.logit_x.f32(),
-             .lda = c.hidden_size, .b = embed_.f32(), .ldb = c.hidden_size,
-             .c = s.logits.f32(), .ldc = c.vocab_size});
+    b->Gemm({.m = num_logit_rows,
+             .n = c.vocab_size,
+             .k = c.hidden_size,
+             .a = s.logit_x.f32(),
+             .lda = c.hidden_size,
+             .b = embed_.f32(),
+             .ldb = c.hidden_size,
+             .c = s.logits.f32(),
+             .ldc = c.vocab_size});
   } else {
-    Linear(lm_head_, num_logit_rows, c.vocab_size, c.hidden_size, s.logit_x.f32(),
-           s.logits.f32());
+    Linear(lm_head_, num_logit_rows, c.vocab_size, c.hidden_size, s.logit_x.f32(), s.logits.f32());
   }
   logits->resize(static_cast<size_t>(num_logit_rows) * c.vocab_size);
   b->CopyToHost(logits->data(), s.logits.data(), logits->size() * sizeof(float));
@@ -279,31 +300,54 @@ absl::Status MixtralModel::RunLayer(int index, int num_tokens, int num_seqs, int
   const int q_dim = c.num_attention_heads * c.head_dim;
   const int kv_dim = c.num_key_value_heads * c.head_dim;
 
-  b->RmsNorm({.rows = num_tokens, .dim = hidden, .x = s.x.f32(), .weight = layer.input_norm.f32(),
-              .out = s.h.f32(), .eps = c.rms_norm_eps});
+  b->RmsNorm({.rows = num_tokens,
+              .dim = hidden,
+              .x = s.x.f32(),
+              .weight = layer.input_norm.f32(),
+              .out = s.h.f32(),
+              .eps = c.rms_norm_eps});
   Linear(layer.q, num_tokens, q_dim, hidden, s.h.f32(), s.q.f32());
   Linear(layer.k, num_tokens, kv_dim, hidden, s.h.f32(), s.k.f32());
   Linear(layer.v, num_tokens, kv_dim, hidden, s.h.f32(), s.v.f32());
-  b->Rope({.num_tokens = num_tokens, .num_heads = c.num_attention_heads,
-           .num_kv_heads = c.num_key_value_heads, .head_dim = c.head_dim,
-           .positions = s.positions.i32(), .q = s.q.f32(), .k = s.k.f32(),
+  b->Rope({.num_tokens = num_tokens,
+           .num_heads = c.num_attention_heads,
+           .num_kv_heads = c.num_key_value_heads,
+           .head_dim = c.head_dim,
+           .positions = s.positions.i32(),
+           .q = s.q.f32(),
+           .k = s.k.f32(),
            .theta = c.rope_theta});
-  b->StoreKv({.num_tokens = num_tokens, .num_kv_heads = c.num_key_value_heads,
-              .head_dim = c.head_dim, .k = s.k.f32(), .v = s.v.f32(), .slots = s.slots.i32(),
-              .k_cache = kv.k(index), .v_cache = kv.v(index)});
-  b->PagedAttention({.num_seqs = num_seqs, .num_heads = c.num_attention_heads,
-                     .num_kv_heads = c.num_key_value_heads, .head_dim = c.head_dim,
-                     .block_size = kv.shape().block_size, .q = s.q.f32(), .k_cache = kv.k(index),
-                     .v_cache = kv.v(index), .query_start = s.query_start.i32(),
-                     .context_len = s.context_len.i32(), .block_tables = s.block_tables.i32(),
+  b->StoreKv({.num_tokens = num_tokens,
+              .num_kv_heads = c.num_key_value_heads,
+              .head_dim = c.head_dim,
+              .k = s.k.f32(),
+              .v = s.v.f32(),
+              .slots = s.slots.i32(),
+              .k_cache = kv.k(index),
+              .v_cache = kv.v(index)});
+  b->PagedAttention({.num_seqs = num_seqs,
+                     .num_heads = c.num_attention_heads,
+                     .num_kv_heads = c.num_key_value_heads,
+                     .head_dim = c.head_dim,
+                     .block_size = kv.shape().block_size,
+                     .q = s.q.f32(),
+                     .k_cache = kv.k(index),
+                     .v_cache = kv.v(index),
+                     .query_start = s.query_start.i32(),
+                     .context_len = s.context_len.i32(),
+                     .block_tables = s.block_tables.i32(),
                      .max_blocks_per_seq = max_blocks,
                      .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
                      .out = s.attn.f32()});
   // x += attn · Wo^T: the residual add rides on the GEMM's beta.
   Linear(layer.o, num_tokens, hidden, q_dim, s.attn.f32(), s.x.f32(), 1.0f);
 
-  b->RmsNorm({.rows = num_tokens, .dim = hidden, .x = s.x.f32(), .weight = layer.post_norm.f32(),
-              .out = s.h.f32(), .eps = c.rms_norm_eps});
+  b->RmsNorm({.rows = num_tokens,
+              .dim = hidden,
+              .x = s.x.f32(),
+              .weight = layer.post_norm.f32(),
+              .out = s.h.f32(),
+              .eps = c.rms_norm_eps});
   RETURN_IF_ERROR(RunMoe(layer, num_tokens));
   b->Add({.n = static_cast<int64_t>(num_tokens) * hidden, .x = s.moe_out.f32(), .y = s.x.f32()});
   return absl::OkStatus();
@@ -319,10 +363,20 @@ absl::Status MixtralModel::RunMoe(const Layer& layer, int num_tokens) {
   const int hidden = c.hidden_size, ffn = c.intermediate_size;
   const int num_experts = c.num_local_experts, top_k = c.num_experts_per_tok;
 
-  b->Gemm({.m = num_tokens, .n = num_experts, .k = hidden, .a = s.h.f32(), .lda = hidden,
-           .b = layer.router.f32(), .ldb = hidden, .c = s.router_logits.f32(), .ldc = num_experts});
-  b->RouterTopK({.num_tokens = num_tokens, .num_experts = num_experts, .top_k = top_k,
-                 .logits = s.router_logits.f32(), .expert_ids = s.expert_ids.i32(),
+  b->Gemm({.m = num_tokens,
+           .n = num_experts,
+           .k = hidden,
+           .a = s.h.f32(),
+           .lda = hidden,
+           .b = layer.router.f32(),
+           .ldb = hidden,
+           .c = s.router_logits.f32(),
+           .ldc = num_experts});
+  b->RouterTopK({.num_tokens = num_tokens,
+                 .num_experts = num_experts,
+                 .top_k = top_k,
+                 .logits = s.router_logits.f32(),
+                 .expert_ids = s.expert_ids.i32(),
                  .weights = s.expert_weights.f32()});
   const size_t picks = static_cast<size_t>(num_tokens) * top_k;
   s.host_expert_ids.resize(picks);
@@ -358,14 +412,20 @@ absl::Status MixtralModel::RunMoe(const Layer& layer, int num_tokens) {
     if (n == 0) continue;
     s.expert_rows.Upload(std::span<const int32_t>(s.rows_by_expert[e]));
     s.expert_scale.Upload(std::span<const float>(s.scale_by_expert[e]));
-    b->GatherRows({.n = n, .dim = hidden, .rows = s.expert_rows.i32(), .src = s.h.f32(),
+    b->GatherRows({.n = n,
+                   .dim = hidden,
+                   .rows = s.expert_rows.i32(),
+                   .src = s.h.f32(),
                    .out = s.expert_in.f32()});
     Linear(layer.w13[e], n, 2 * ffn, hidden, s.expert_in.f32(), s.expert_gate_up.f32());
-    b->SiluMul({.rows = n, .dim = ffn, .gate_up = s.expert_gate_up.f32(),
-                .out = s.expert_act.f32()});
+    b->SiluMul(
+        {.rows = n, .dim = ffn, .gate_up = s.expert_gate_up.f32(), .out = s.expert_act.f32()});
     Linear(layer.w2[e], n, hidden, ffn, s.expert_act.f32(), s.expert_out.f32());
-    b->ScatterAddRows({.n = n, .dim = hidden, .rows = s.expert_rows.i32(),
-                       .scale = s.expert_scale.f32(), .src = s.expert_out.f32(),
+    b->ScatterAddRows({.n = n,
+                       .dim = hidden,
+                       .rows = s.expert_rows.i32(),
+                       .scale = s.expert_scale.f32(),
+                       .src = s.expert_out.f32(),
                        .dst = s.moe_out.f32()});
   }
   return absl::OkStatus();

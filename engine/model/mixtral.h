@@ -26,8 +26,8 @@ struct ForwardSeq {
   std::span<const int> tokens;
   int start_pos = 0;
   std::span<const int> block_table;
-  bool want_logits = true;   // the last new token's logits
-  bool all_logits = false;   // every new token's logits (reference checks)
+  bool want_logits = true;  // the last new token's logits
+  bool all_logits = false;  // every new token's logits (reference checks)
 };
 
 struct ForwardBatch {

@@ -64,7 +64,8 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(std::string_view name) {
     return absl::UnimplementedError(
         "backend 'cuda': this build's engine runs on the CPU backend only; use --backend cpu");
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown backend '", std::string(name), "' (want cpu)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown backend '", std::string(name), "' (want cpu)"));
 }
 
 }  // namespace cleave

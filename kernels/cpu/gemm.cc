@@ -5,7 +5,7 @@
 //    time into a cache-sized scratch, so DRAM traffic is the bf16 bytes (half of fp32)
 //    and the result is the one fp32 weights would give (bf16 -> fp32 is exact).
 //  * threading: a step's GEMMs are mostly too small for OpenBLAS to split, so each is
-//    split by output columns over the kernels' pool (parallel.h), each part one
+//    split into slabs of output columns over the kernels' pool (parallel.h), each one
 //    single-threaded sgemm. A column's value never depends on the split.
 #include <cblas.h>
 
@@ -65,7 +65,7 @@ void SelectBlasKernels() {
 // splitting costs a few microseconds, more than such a product takes.
 constexpr int64_t kMinSplitWeights = 1 << 16;
 constexpr int64_t kMinSplitMacs = 1 << 20;
-// Weight rows converted per slab: ~256 KiB of fp32, well inside a core's L2.
+// Weight elements per slab (256 KiB of fp32).
 constexpr int64_t kSlabFloats = 1 << 16;
 
 int RoundUp(int x, int to) { return (x + to - 1) / to * to; }
@@ -91,17 +91,22 @@ void Bf16RowsToF32(const uint16_t* src, int rows, int k, int ld, float* dst) {
   }
 }
 
-// Output columns [n0, n1) of p.
+// Output columns per slab: ~256 KiB of fp32 weight rows, well inside a core's L2, and at
+// least m, so that repacking `a` for each slab's sgemm never costs more than the slab.
+int SlabColumns(const GemmParams& p) {
+  const int by_size = RoundUp(static_cast<int>(std::max<int64_t>(kSlabFloats / p.k, 1)), 16);
+  return std::max(by_size, RoundUp(p.m, 16));
+}
+
+// Output columns [n0, n1) of p, one sgemm (bf16 weights: converted first, at most a
+// slab at a time).
 void GemmColumns(const GemmParams& p, int n0, int n1) {
   if (p.b_bf16 == nullptr) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p.m, n1 - n0, p.k, p.alpha, p.a, p.lda,
                 p.b + static_cast<int64_t>(n0) * p.ldb, p.ldb, p.beta, p.c + n0, p.ldc);
     return;
   }
-  // At least m rows per slab, so that repacking `a` for each slab's sgemm never costs
-  // more than converting the slab.
-  const int slab = std::max(RoundUp(static_cast<int>(std::max<int64_t>(kSlabFloats / p.k, 1)), 16),
-                            RoundUp(p.m, 16));
+  const int slab = SlabColumns(p);
   thread_local std::vector<float> scratch;
   scratch.resize(static_cast<size_t>(std::min(slab, n1 - n0)) * p.k);
   for (int j = n0; j < n1; j += slab) {
@@ -127,15 +132,17 @@ void Gemm(const GemmParams& p) {
   if (p.m == 0 || p.n == 0) return;
   Init();
   const int64_t weights = static_cast<int64_t>(p.n) * p.k;
-  int parts = 1;
-  if (weights >= kMinSplitWeights || weights * p.m >= kMinSplitMacs) {
-    parts = std::min(NumThreads(), std::max(1, p.n / 16));
+  if (NumThreads() == 1 || (weights < kMinSplitWeights && weights * p.m < kMinSplitMacs)) {
+    GemmColumns(p, 0, p.n);
+    return;
   }
-  // Column ranges on 16-column boundaries (whole SIMD tiles), fixed by n and the pool.
-  const int step = RoundUp((p.n + parts - 1) / parts, 16);
-  ParallelFor(parts, [&](int i) {
-    const int n0 = std::min(p.n, i * step), n1 = std::min(p.n, n0 + step);
-    if (n0 < n1) GemmColumns(p, n0, n1);
+  // One task per slab, claimed dynamically: a thread the hypervisor or another process
+  // holds up delays one slab, not half of the product. Slab bounds depend on n, k and
+  // m only, and a column's value on none of them.
+  const int slab = SlabColumns(p);
+  ParallelFor((p.n + slab - 1) / slab, [&](int i) {
+    const int n0 = i * slab;
+    GemmColumns(p, n0, std::min(p.n, n0 + slab));
   });
 }
 

@@ -6,9 +6,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
-#include <vector>
 
 namespace cleave::kernels::cpu {
 namespace {
@@ -21,15 +21,21 @@ void CpuRelax() {
 #endif
 }
 
-// Spin iterations (a pause is ~40-150 cycles) before a worker or the caller blocks: a
-// decode step's ops come microseconds apart, and a futex wake-up costs tens of
-// microseconds on a VM, so short waits spin and long ones (between steps) sleep.
-constexpr int kSpin = 4000;
+// Spin iterations (a pause is ~40-150 cycles, so ~100 us) before a worker or the caller
+// blocks: a decode step's ops come microseconds apart, and a futex sleep and wake-up
+// costs tens of microseconds on a VM (measured: 2000 spins decode ~20% faster than 400
+// on an idle 2-core machine). Not longer, because spinning is CPU time taken from the
+// other thread when the machine is oversubscribed.
+constexpr int kSpin = 2000;
 
+// Work items are claimed from one 64-bit word: the call's generation in the high half,
+// the next index in the low half. A worker that wakes late, after its call has ended,
+// fails to claim (the generation moved on) and so never runs a finished call's fn; the
+// caller therefore only waits for the items, never for idle workers to check in.
 class Pool {
  public:
   explicit Pool(int workers) : workers_(workers) {
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { WorkerLoop(); });
+    for (int i = 0; i < workers; ++i) std::thread([this] { WorkerLoop(); }).detach();
   }
 
   int size() const { return workers_ + 1; }
@@ -38,66 +44,83 @@ class Pool {
   bool TryRun(int n, absl::FunctionRef<void(int)> fn) {
     std::unique_lock<std::mutex> run(run_mu_, std::try_to_lock);
     if (!run.owns_lock()) return false;
+    uint64_t generation;
     {
       std::lock_guard<std::mutex> l(mu_);
+      generation = ++generation_;
       fn_ = &fn;
       n_ = n;
-      next_.store(0, std::memory_order_relaxed);
-      done_.store(0, std::memory_order_relaxed);
-      ++generation_;
-      published_.store(generation_, std::memory_order_release);
+      remaining_.store(n, std::memory_order_relaxed);
+      claim_.store(generation << 32, std::memory_order_release);
     }
     work_cv_.notify_all();
-    Claim(fn, n);
-    // Every worker reports in, so none can still hold this call's fn once we return.
-    for (int s = 0; s < kSpin && done_.load(std::memory_order_acquire) < workers_; ++s) CpuRelax();
+    Claim(generation, fn, n);
+    for (int s = 0; s < kSpin && remaining_.load(std::memory_order_acquire) > 0; ++s) CpuRelax();
     std::unique_lock<std::mutex> l(mu_);
-    done_cv_.wait(l, [&] { return done_.load(std::memory_order_acquire) == workers_; });
-    fn_ = nullptr;
+    done_cv_.wait(l, [&] { return remaining_.load(std::memory_order_acquire) == 0; });
+    fn_ = nullptr;  // `fn` dies with this frame
     return true;
   }
 
  private:
-  void Claim(absl::FunctionRef<void(int)> fn, int n) {
-    for (int i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i);
+  // Runs items of call `generation` until none are left.
+  void Claim(uint64_t generation, absl::FunctionRef<void(int)> fn, int n) {
+    uint64_t cur = claim_.load(std::memory_order_acquire);
+    for (;;) {
+      const int index = static_cast<int>(cur & 0xffffffffu);
+      if ((cur >> 32) != generation || index >= n) return;
+      if (!claim_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel)) continue;
+      fn(index);
+      if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> l(mu_);
+        done_cv_.notify_one();
+      }
+      cur = claim_.load(std::memory_order_acquire);
+    }
   }
 
   void WorkerLoop() {
     uint64_t seen = 0;
     for (;;) {
-      for (int s = 0; s < kSpin && published_.load(std::memory_order_acquire) == seen; ++s) {
+      for (int s = 0; s < kSpin && (claim_.load(std::memory_order_acquire) >> 32) == seen; ++s) {
         CpuRelax();
       }
       std::unique_lock<std::mutex> l(mu_);
       work_cv_.wait(l, [&] { return generation_ != seen; });
       seen = generation_;
+      if (fn_ == nullptr) continue;  // that call is over
+      // Copies of the call's fn and n; fn is only invoked after a successful claim,
+      // which proves the call is still waiting.
       const absl::FunctionRef<void(int)> fn = *fn_;
       const int n = n_;
       l.unlock();
-      Claim(fn, n);
-      l.lock();
-      if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == workers_) done_cv_.notify_one();
+      Claim(seen, fn, n);
     }
   }
 
   const int workers_;
-  std::vector<std::thread> threads_;
   std::mutex run_mu_;  // one ParallelFor at a time
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_;
-  uint64_t generation_ = 0;             // guarded by mu_
+  uint64_t generation_ = 0;                           // guarded by mu_
   const absl::FunctionRef<void(int)>* fn_ = nullptr;  // guarded by mu_
-  int n_ = 0;                           // guarded by mu_
-  std::atomic<uint64_t> published_{0};  // generation_, readable without mu_ for spinning
-  std::atomic<int> next_{0};            // next index to claim
-  std::atomic<int> done_{0};            // workers finished with this generation
+  int n_ = 0;                                         // guarded by mu_
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int> remaining_{0};  // items of the current call not yet finished
 };
 
+// CLEAVE_CPU_THREADS when set, else OpenBLAS's own count (OPENBLAS_NUM_THREADS, else
+// the cores), read before Init turns OpenBLAS down to one thread.
+int ConfiguredThreads() {
+  int n = 0;
+  if (const char* env = std::getenv("CLEAVE_CPU_THREADS")) n = std::atoi(env);
+  if (n <= 0) n = openblas_get_num_threads();
+  return std::clamp(n, 1, 256);
+}
+
 Pool& GetPool() {
-  // Sized from OpenBLAS's own thread count (OPENBLAS_NUM_THREADS, else the cores), read
-  // before Init turns OpenBLAS down to one thread. Leaked: the workers must outlive every
-  // static that might still run a kernel at exit.
-  static Pool* pool = new Pool(std::max(1, openblas_get_num_threads()) - 1);
+  // Leaked: the workers must outlive every static that might still run a kernel at exit.
+  static Pool* pool = new Pool(ConfiguredThreads() - 1);
   return *pool;
 }
 
